@@ -1,0 +1,71 @@
+"""Keyless modality-wise attention (paper section 3.2.2, eq. 3-6)."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="cmaclip_tf")
+class ModalityAttention(keras.layers.Layer):
+    """Weighs the image and text embeddings of one task by their relevance.
+
+    A single learnable vector `w` scores each modality, `e_I = wᵀI'` and
+    `e_T = wᵀT'` (eq. 4-5); `λ = softmax(e_I, e_T)[0]` (eq. 6) and the fused
+    embedding is `c = λ·I' + (1 - λ)·T'` (eq. 3). `w` starts at zero, so a new
+    layer averages the two modalities (λ = 0.5) until training moves it.
+
+    Args:
+        kernel_initializer: string or initializer for `w`. Defaults to
+            `"zeros"`.
+
+    Call arguments:
+        image_embedding: float tensor `[batch, dim]`, I'.
+        text_embedding: float tensor `[batch, dim]`, T'.
+
+    Returns:
+        `(fused, image_weight)`: `c` of shape `[batch, dim]` and λ of shape
+        `[batch]`.
+
+    Example:
+    ```python
+    layer = ModalityAttention()
+    fused, image_weight = layer(np.ones((2, 8)), np.zeros((2, 8)))
+    ```
+    """
+
+    def __init__(self, kernel_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, image_shape, text_shape=None):
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(image_shape[-1],),
+            initializer=self.kernel_initializer,
+            trainable=True,
+        )
+        self.built = True
+
+    def call(self, image_embedding, text_embedding):
+        kernel = ops.cast(self.kernel, image_embedding.dtype)
+        image_score = ops.sum(image_embedding * kernel, axis=-1)  # eq. (4)
+        text_score = ops.sum(text_embedding * kernel, axis=-1)  # eq. (5)
+        scores = ops.stack([image_score, text_score], axis=-1)
+        # Softmax in float32 keeps λ exact under mixed precision.
+        image_weight = ops.softmax(ops.cast(scores, "float32"), axis=-1)[:, 0]
+        weight = ops.cast(image_weight, image_embedding.dtype)[:, None]
+        fused = weight * image_embedding + (1.0 - weight) * text_embedding
+        return fused, image_weight  # eq. (3), eq. (6)
+
+    def compute_output_shape(self, image_shape, text_shape=None):
+        return tuple(image_shape), (image_shape[0],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                )
+            }
+        )
+        return config

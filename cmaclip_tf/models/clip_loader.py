@@ -1,0 +1,108 @@
+"""Loads CLIP's encoders, tokenizer and image converter from a keras-hub preset.
+
+One code path for every source: a keras-hub preset name
+(`clip_vit_base_patch32`, downloaded by keras-hub when online), a local preset
+folder (`config.json`, `model.weights.h5`, `tokenizer.json`, `assets/`), or
+the project's generated `tiny_clip`, which is written to a local folder first
+and then loaded like any other.
+"""
+
+import dataclasses
+
+import keras_hub
+import numpy as np
+
+# keras-hub's CLIPTextEncoder hard-codes 1e-6 for its final LayerNorm and does
+# not serialize it; CLIP (and every released checkpoint) uses 1e-5.
+CLIP_TEXT_LAYER_NORM_EPSILON = 1e-5
+
+
+@dataclasses.dataclass
+class CLIPComponents:
+    """What `load_clip` returns."""
+
+    backbone: keras_hub.models.CLIPBackbone
+    tokenizer: keras_hub.models.CLIPTokenizer
+    image_converter: keras_hub.layers.CLIPImageConverter
+    preset: str
+
+    @property
+    def vision_encoder(self):
+        return self.backbone.vision_encoder
+
+    @property
+    def text_encoder(self):
+        return self.backbone.text_encoder
+
+
+def set_text_layer_norm_epsilon(text_encoder, epsilon=CLIP_TEXT_LAYER_NORM_EPSILON):
+    """Sets the text encoder's final LayerNorm epsilon (read at call time)."""
+    text_encoder.layer_norm.epsilon = epsilon
+    return text_encoder
+
+
+def resolve_preset(preset):
+    """Maps the project's generated preset names to their local folders."""
+    from cmaclip_tf.models import tiny_clip  # Avoids an import cycle.
+
+    if preset == tiny_clip.TINY_CLIP_PRESET:
+        return tiny_clip.tiny_clip_preset_dir()
+    return preset
+
+
+def load_clip(preset, load_weights=True):
+    """Loads CLIP from a keras-hub preset name or a local preset folder.
+
+    Args:
+        preset: string. A keras-hub preset name (`clip_vit_base_patch32`), a
+            local preset folder, or `tiny_clip`.
+        load_weights: bool. False builds the architecture with random weights.
+
+    Returns:
+        `CLIPComponents` with the backbone (vision and text encoders and their
+        projections), the tokenizer and the image converter. The text
+        encoder's LayerNorm epsilon is CLIP's 1e-5.
+    """
+    path = resolve_preset(preset)
+    backbone = keras_hub.models.CLIPBackbone.from_preset(
+        path, load_weights=load_weights
+    )
+    set_text_layer_norm_epsilon(backbone.text_encoder)
+    tokenizer = keras_hub.models.CLIPTokenizer.from_preset(path)
+    image_converter = keras_hub.layers.CLIPImageConverter.from_preset(path)
+    return CLIPComponents(backbone, tokenizer, image_converter, str(preset))
+
+
+def build_clip_backbone(architecture, vocabulary_size=None, dtype=None):
+    """Builds a randomly initialized CLIP backbone from an architecture dict.
+
+    `architecture` is a model config's `clip_architecture` entry. The vision
+    position ids, a non-trainable weight keras-hub initializes to zeros and
+    expects checkpoints to fill in, are set to `0..num_positions-1`.
+    """
+    vision = dict(architecture["vision"])
+    text = dict(architecture["text"])
+    image_size = vision.pop("image_size")
+    if vocabulary_size is not None:
+        text["vocabulary_size"] = vocabulary_size
+    vision_encoder = keras_hub.models.CLIPVisionEncoder(
+        image_shape=(image_size, image_size, 3), dtype=dtype, **vision
+    )
+    text_encoder = keras_hub.models.CLIPTextEncoder(dtype=dtype, **text)
+    set_text_layer_norm_epsilon(text_encoder)
+    backbone = keras_hub.models.CLIPBackbone(
+        vision_encoder=vision_encoder,
+        text_encoder=text_encoder,
+        projection_dim=architecture["projection_dim"],
+        dtype=dtype,
+    )
+    set_vision_position_ids(vision_encoder)
+    return backbone
+
+
+def set_vision_position_ids(vision_encoder):
+    """Fills the vision embedding's position ids with `0..n-1`."""
+    position_ids = vision_encoder.embedding.position_ids
+    position_ids.assign(
+        np.arange(position_ids.shape[-1], dtype="int32")[None, :]
+    )

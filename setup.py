@@ -1,0 +1,37 @@
+"""Installable package for cmaclip-tf: `pip install -e .`."""
+
+import setuptools
+
+setuptools.setup(
+    name="cmaclip-tf",
+    version="0.1.0",
+    description=(
+        "CMA-CLIP (Cross-Modality Attention CLIP) for multi-task image-text "
+        "classification in TensorFlow/Keras 3."
+    ),
+    packages=setuptools.find_packages(
+        include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "serving"]
+    ),
+    package_data={"cmaclip_tf": ["configs/*.json", "models/*.txt"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-serving-api>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "keras-hub==0.32.0",
+        "numpy",
+        "pillow",
+        "h5py",
+        "safetensors",
+        "grpcio",
+        "psutil",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        # Only for regenerating the Hugging Face reference fixture.
+        "hf-fixture": ["torch", "transformers"],
+    },
+)
