@@ -17,10 +17,15 @@ class AverageFusion(keras.layers.Layer):
     ```
     """
 
+    def build(self, image_embedding_shape, text_embedding_shape=None):
+        self.built = True
+
     def call(self, image_embedding, text_embedding):
         fused = 0.5 * (image_embedding + text_embedding)
         image_weight = ops.full((ops.shape(image_embedding)[0],), 0.5)
         return fused, image_weight
 
-    def compute_output_shape(self, image_shape, text_shape=None):
-        return tuple(image_shape), (image_shape[0],)
+    def compute_output_shape(
+        self, image_embedding_shape, text_embedding_shape=None
+    ):
+        return tuple(image_embedding_shape), (image_embedding_shape[0],)

@@ -36,10 +36,10 @@ class ModalityAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
-    def build(self, image_shape, text_shape=None):
+    def build(self, image_embedding_shape, text_embedding_shape=None):
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(image_shape[-1],),
+            shape=(image_embedding_shape[-1],),
             initializer=self.kernel_initializer,
             trainable=True,
         )
@@ -56,8 +56,10 @@ class ModalityAttention(keras.layers.Layer):
         fused = weight * image_embedding + (1.0 - weight) * text_embedding
         return fused, image_weight  # eq. (3), eq. (6)
 
-    def compute_output_shape(self, image_shape, text_shape=None):
-        return tuple(image_shape), (image_shape[0],)
+    def compute_output_shape(
+        self, image_embedding_shape, text_embedding_shape=None
+    ):
+        return tuple(image_embedding_shape), (image_embedding_shape[0],)
 
     def get_config(self):
         config = super().get_config()

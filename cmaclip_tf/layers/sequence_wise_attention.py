@@ -100,10 +100,15 @@ class SequenceWiseAttention(keras.layers.Layer):
             name="output_layer_norm",
         )
 
-    def build(self, image_shape, text_shape=None, padding_mask_shape=None):
-        self.image_projection.build(image_shape)
-        self.text_projection.build(text_shape)
-        sequence_shape = (image_shape[0], None, self.hidden_dim)
+    def build(
+        self,
+        image_sequence_shape,
+        text_sequence_shape=None,
+        padding_mask_shape=None,
+    ):
+        self.image_projection.build(image_sequence_shape)
+        self.text_projection.build(text_sequence_shape)
+        sequence_shape = (image_sequence_shape[0], None, self.hidden_dim)
         for layer in self.encoder_layers:
             layer.build(sequence_shape)
         self.output_layer_norm.build(sequence_shape)
@@ -167,9 +172,12 @@ class SequenceWiseAttention(keras.layers.Layer):
         return image_embedding, text_embedding
 
     def compute_output_shape(
-        self, image_shape, text_shape=None, padding_mask_shape=None
+        self,
+        image_sequence_shape,
+        text_sequence_shape=None,
+        padding_mask_shape=None,
     ):
-        shape = (image_shape[0], self.hidden_dim)
+        shape = (image_sequence_shape[0], self.hidden_dim)
         return shape, shape
 
     def get_config(self):

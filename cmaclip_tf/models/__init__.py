@@ -3,5 +3,7 @@
 from cmaclip_tf.models.clip_loader import CLIPComponents
 from cmaclip_tf.models.clip_loader import build_clip_backbone
 from cmaclip_tf.models.clip_loader import load_clip
+from cmaclip_tf.models.cma_clip import CMACLIP
+from cmaclip_tf.models.cma_clip_factory import create_cma_clip
 from cmaclip_tf.models.model_config import get_model_config
 from cmaclip_tf.models.tiny_clip import TINY_CLIP_PRESET

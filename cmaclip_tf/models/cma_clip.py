@@ -1,0 +1,281 @@
+"""CMA-CLIP: CLIP encoders, sequence- and modality-wise attention, task heads."""
+
+import keras
+from keras import ops
+
+from cmaclip_tf.layers import AverageFusion
+from cmaclip_tf.layers import MLPHead
+from cmaclip_tf.layers import ModalityAttention
+from cmaclip_tf.layers import SequenceWiseAttention
+from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
+
+VARIANTS = ("full", "no_ma", "no_ma_sa")
+MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
+
+
+@keras.saving.register_keras_serializable(package="cmaclip_tf")
+class CMACLIP(keras.Model):
+    """Multi-task image-text classifier of Liu et al. (2021), Figure 1.
+
+    CLIP's vision and text encoders give the patch and token sequences; a
+    `SequenceWiseAttention` fuses them into I' and T'; per task, a
+    `ModalityAttention` weighs them into `c` and an `MLPHead` classifies `c`.
+
+    Variants (the paper's ablations, Table 6):
+    - `"full"`: CMA-CLIP.
+    - `"no_ma"`: "w/o MA", `c = (I' + T') / 2`.
+    - `"no_ma_sa"`: "w/o MA+SA", no fusion transformer; CLIP's pooled,
+      projected image and text embeddings averaged into the heads.
+
+    Inputs are a dict, at any of three depths, so that frozen stages can feed
+    cached features (every depth gives identical outputs):
+    - raw: `images` `[B, H, W, 3]` (CLIP-normalized), `token_ids` `[B, L]`,
+      `padding_mask` `[B, L]`;
+    - CLIP features: `image_sequence`, `text_sequence`, `padding_mask`
+      (what `encode` returns);
+    - fused: `image_embedding`, `text_embedding` (I' and T', what `fuse`
+      returns).
+
+    Outputs: a dict with `{task}_logits` `[B, classes]` (float32) and
+    `{task}_image_weight` (λ, `[B]`) for every task.
+
+    Args:
+        clip_backbone: `keras_hub.models.CLIPBackbone`.
+        tasks: dict of task name to number of classes, in order.
+        variant: one of `"full"`, `"no_ma"`, `"no_ma_sa"`.
+        fusion_num_layers, fusion_hidden_dim, fusion_num_heads,
+        fusion_intermediate_dim, fusion_dropout: `SequenceWiseAttention`
+            settings (defaults: the paper's ViT-B/32 setting 12/512/8).
+        head_hidden_dim: int. Hidden width of each MLP head. Defaults to the
+            fused embedding's width.
+        head_dropout: float. Dropout in each head.
+        init_from_clip_projections: bool. Start the fusion input projections
+            from CLIP's projection matrices when shapes match.
+
+    Example:
+    ```python
+    clip = load_clip("tiny_clip").backbone
+    model = CMACLIP(clip, {"color": 12, "pattern": 6}, fusion_num_layers=2,
+                    fusion_hidden_dim=64, fusion_num_heads=4)
+    outputs = model({"images": images, "token_ids": ids, "padding_mask": mask})
+    outputs["color_logits"], outputs["color_image_weight"]
+    ```
+    """
+
+    def __init__(
+        self,
+        clip_backbone,
+        tasks,
+        variant="full",
+        fusion_num_layers=12,
+        fusion_hidden_dim=512,
+        fusion_num_heads=8,
+        fusion_intermediate_dim=None,
+        fusion_dropout=0.1,
+        head_hidden_dim=None,
+        head_dropout=0.1,
+        init_from_clip_projections=True,
+        **kwargs,
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"Unknown variant {variant!r}; expected one of {VARIANTS}."
+            )
+        if not tasks:
+            raise ValueError("`tasks` must name at least one task.")
+        super().__init__(**kwargs)
+
+        # === Config ===
+        self.tasks = {str(k): int(v) for k, v in dict(tasks).items()}
+        self.variant = variant
+        self.fusion_num_layers = fusion_num_layers
+        self.fusion_hidden_dim = fusion_hidden_dim
+        self.fusion_num_heads = fusion_num_heads
+        self.fusion_intermediate_dim = fusion_intermediate_dim
+        self.fusion_dropout = fusion_dropout
+        self.head_dropout = head_dropout
+        self.init_from_clip_projections = init_from_clip_projections
+        if variant == "no_ma_sa":
+            embedding_dim = clip_backbone.projection_dim
+        else:
+            embedding_dim = fusion_hidden_dim
+        self.head_hidden_dim = head_hidden_dim or embedding_dim
+
+        # === Layers ===
+        self.clip_backbone = clip_backbone
+        set_text_layer_norm_epsilon(clip_backbone.text_encoder)
+        self.sequence_attention = None
+        if variant != "no_ma_sa":
+            self.sequence_attention = SequenceWiseAttention(
+                num_layers=fusion_num_layers,
+                hidden_dim=fusion_hidden_dim,
+                num_heads=fusion_num_heads,
+                intermediate_dim=fusion_intermediate_dim,
+                dropout=fusion_dropout,
+                dtype=self.dtype_policy,
+                name="sequence_attention",
+            )
+        fusion_cls = ModalityAttention if variant == "full" else AverageFusion
+        self.modality_attentions = [
+            fusion_cls(dtype=self.dtype_policy, name=f"{task}_modality_attention")
+            for task in self.tasks
+        ]
+        self.heads = [
+            MLPHead(
+                num_classes,
+                self.head_hidden_dim,
+                dropout=head_dropout,
+                dtype=self.dtype_policy,
+                name=f"{task}_head",
+            )
+            for task, num_classes in self.tasks.items()
+        ]
+        self._build_layers(embedding_dim)
+
+    def _build_layers(self, embedding_dim):
+        vision = self.clip_backbone.vision_encoder
+        text = self.clip_backbone.text_encoder
+        if self.sequence_attention is not None:
+            self.sequence_attention.build(
+                (None, None, vision.hidden_dim), (None, None, text.hidden_dim)
+            )
+            if self.init_from_clip_projections:
+                self.sequence_attention.initialize_projections(
+                    self.clip_backbone.vision_projection.kernel,
+                    self.clip_backbone.text_projection.kernel,
+                )
+        for fusion, head in zip(self.modality_attentions, self.heads):
+            fusion.build((None, embedding_dim), (None, embedding_dim))
+            head.build((None, embedding_dim))
+        self.built = True
+
+    # --- The three depths of the forward pass. ---
+
+    def encode(self, images, token_ids, padding_mask):
+        """CLIP's sequence outputs: the features a frozen CLIP can cache."""
+        return {
+            "image_sequence": self.clip_backbone.vision_encoder(
+                {"images": images}
+            ),
+            "text_sequence": self.clip_backbone.text_encoder(
+                {"token_ids": token_ids}
+            ),
+            "padding_mask": padding_mask,
+        }
+
+    def fuse(self, features, training=None):
+        """I' and T' from CLIP features (a frozen fusion's cacheable output)."""
+        image_sequence = features["image_sequence"]
+        text_sequence = features["text_sequence"]
+        padding_mask = features["padding_mask"]
+        if self.sequence_attention is not None:
+            image_embedding, text_embedding = self.sequence_attention(
+                image_sequence, text_sequence, padding_mask, training=training
+            )
+        else:
+            # CLIP's own pooling: image [CLS] and text end-of-text, projected.
+            end_index = ops.sum(ops.cast(padding_mask, "int32"), axis=1) - 1
+            text_pooled = ops.take_along_axis(
+                text_sequence, ops.maximum(end_index, 0)[:, None, None], axis=1
+            )[:, 0, :]
+            image_embedding = self.clip_backbone.vision_projection(
+                image_sequence[:, 0, :]
+            )
+            text_embedding = self.clip_backbone.text_projection(text_pooled)
+        return {"image_embedding": image_embedding, "text_embedding": text_embedding}
+
+    def classify(self, embeddings, training=None):
+        """Per-task logits and λ from I' and T'."""
+        outputs = {}
+        for task, fusion, head in zip(
+            self.tasks, self.modality_attentions, self.heads
+        ):
+            fused, image_weight = fusion(
+                embeddings["image_embedding"], embeddings["text_embedding"]
+            )
+            outputs[f"{task}_logits"] = head(fused, training=training)
+            outputs[f"{task}_image_weight"] = ops.cast(image_weight, "float32")
+        return outputs
+
+    def call(self, inputs, training=None):
+        if "image_embedding" in inputs:
+            return self.classify(inputs, training=training)
+        if "image_sequence" in inputs:
+            features = inputs
+        else:
+            features = self.encode(
+                inputs["images"], inputs["token_ids"], inputs["padding_mask"]
+            )
+        embeddings = self.fuse(features, training=training)
+        return self.classify(embeddings, training=training)
+
+    def attention_scores(self, inputs, layer_index=-1):
+        """Attention probabilities `[B, heads, S, S]` of one fusion layer.
+
+        The sequence is the image [CLS] and patches followed by the text tokens.
+        """
+        if self.sequence_attention is None:
+            raise ValueError("The `no_ma_sa` variant has no sequence attention.")
+        features = self.encode(
+            inputs["images"], inputs["token_ids"], inputs["padding_mask"]
+        )
+        _, _, scores = self.sequence_attention(
+            features["image_sequence"],
+            features["text_sequence"],
+            features["padding_mask"],
+            return_attention_scores=True,
+            attention_layer_index=layer_index,
+        )
+        return scores
+
+    def module_groups(self):
+        """Trainable variables by module group, for stage schedules.
+
+        Groups: `clip` (encoders and projections), `fusion` (sequence-wise
+        attention), `modality_attention` (one per task), `heads`.
+        """
+        groups = {
+            "clip": list(self.clip_backbone.trainable_variables),
+            "fusion": (
+                list(self.sequence_attention.trainable_variables)
+                if self.sequence_attention is not None
+                else []
+            ),
+            "modality_attention": [
+                v for layer in self.modality_attentions
+                for v in layer.trainable_variables
+            ],
+            "heads": [
+                v for layer in self.heads for v in layer.trainable_variables
+            ],
+        }
+        return groups
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "clip_backbone": keras.layers.serialize(self.clip_backbone),
+                "tasks": dict(self.tasks),
+                "variant": self.variant,
+                "fusion_num_layers": self.fusion_num_layers,
+                "fusion_hidden_dim": self.fusion_hidden_dim,
+                "fusion_num_heads": self.fusion_num_heads,
+                "fusion_intermediate_dim": self.fusion_intermediate_dim,
+                "fusion_dropout": self.fusion_dropout,
+                "head_hidden_dim": self.head_hidden_dim,
+                "head_dropout": self.head_dropout,
+                "init_from_clip_projections": self.init_from_clip_projections,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["clip_backbone"] = keras.layers.deserialize(
+            config["clip_backbone"], custom_objects=custom_objects
+        )
+        # Weights come from the checkpoint; no need to copy projections.
+        config["init_from_clip_projections"] = False
+        return cls(**config)
