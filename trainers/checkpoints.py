@@ -1,0 +1,103 @@
+"""Best and latest checkpoints of a stage, written atomically.
+
+`WORKDIR/<stage>/latest/` is a `tf.train.CheckpointManager` (model,
+optimizers, epoch and step counters): TensorFlow writes the data files first
+and the `checkpoint` index last with an atomic rename, so a process killed at
+any moment (even SIGKILL) leaves the previous checkpoint readable.
+`WORKDIR/<stage>/best.weights.h5` holds the model weights with the best
+validation score, written to a temporary file and renamed into place.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+
+def _atomic_write_json(path, payload):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class StageCheckpoints:
+    """Latest (resumable) and best (model only) checkpoints of one stage.
+
+    Args:
+        stage_dir: `WORKDIR/<stage>`.
+        model: the model.
+        optimizers: dict of group name to optimizer.
+        write: bool. False on non-chief workers, which save to a scratch
+            folder so every worker runs the same collective save.
+    """
+
+    def __init__(self, stage_dir, model, optimizers, write=True, worker=0):
+        self.stage_dir = stage_dir
+        self.model = model
+        self.write = write
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_score = tf.Variable(
+            -1.0, dtype=tf.float64, trainable=False, name="best_score"
+        )
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizers=dict(optimizers),
+            epoch=self.epoch,
+            step=self.step,
+            best_score=self.best_score,
+        )
+        latest_dir = os.path.join(stage_dir, "latest")
+        if not write:
+            latest_dir = os.path.join(stage_dir, f".worker_{worker}", "latest")
+        os.makedirs(latest_dir, exist_ok=True)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, latest_dir, max_to_keep=1
+        )
+
+    @property
+    def best_weights_path(self):
+        return os.path.join(self.stage_dir, "best.weights.h5")
+
+    @property
+    def done_path(self):
+        return os.path.join(self.stage_dir, "done.json")
+
+    def restore_latest(self):
+        """Restores the latest checkpoint; returns True if there was one."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return False
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return True
+
+    def save_latest(self, epoch, step):
+        self.epoch.assign(epoch)
+        self.step.assign(step)
+        self.manager.save()
+
+    def save_best(self, score, info):
+        self.best_score.assign(score)
+        if not self.write:
+            return
+        tmp = os.path.join(self.stage_dir, f".best.tmp.{os.getpid()}.weights.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.best_weights_path)
+        _atomic_write_json(os.path.join(self.stage_dir, "best.json"), info)
+
+    def mark_done(self, payload):
+        if self.write:
+            _atomic_write_json(self.done_path, payload)
+
+    def is_done(self):
+        return os.path.isfile(self.done_path)
+
+
+def stage_best_weights(workdir, stage):
+    """The best weights file of a finished or running stage, or None."""
+    path = os.path.join(workdir, stage, "best.weights.h5")
+    return path if os.path.isfile(path) else None
+
+
+write_json = _atomic_write_json

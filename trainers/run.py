@@ -1,0 +1,119 @@
+"""Trains CMA-CLIP in the paper's three stages.
+
+    python trainers/run.py --dataset synthetic --stage all
+    python trainers/run.py --dataset fashion_gen --data-dir DIR --stage end2end \
+        --model vit_b32
+
+Outputs land in `--workdir`: `<stage>/` (best and latest checkpoints),
+`tensorboard/`, `metrics.json`, `labels.json` and `inference/` (what
+`python -m serving.export` turns into a SavedModel).
+"""
+
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script: make the repository importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trainers.stage_schedule import STAGE_ORDER  # noqa: E402
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset", default="synthetic",
+        choices=["synthetic", "manifest", "food101", "fashion_gen"],
+        help="synthetic: generated product attributes (no files needed); "
+        "manifest: CSV/JSONL manifests; food101: UPMC Food-101 folder; "
+        "fashion_gen: Fashion-Gen HDF5 files.",
+    )
+    data.add_argument("--data-dir", help="Folder of the dataset's raw files, "
+                      "or a TFDS data_dir holding a built dataset.")
+    data.add_argument("--manifest", help="Training manifest (CSV or JSONL).")
+    data.add_argument("--val-manifest", help="Validation manifest.")
+    data.add_argument("--test-manifest", help="Test manifest.")
+    data.add_argument("--tasks", help="Comma-separated tasks to train "
+                      "(default: all the dataset has).")
+    data.add_argument("--num-examples", type=int, help="synthetic: number of "
+                      "training examples (validation and test scale with it).")
+    data.add_argument("--val-fraction", type=float, help="food101: validation "
+                      "share of train (default: 5,000 examples as in MMBT).")
+    data.add_argument("--on-bad-record", default="skip", choices=["skip", "error"],
+                      help="skip (and count) corrupt or unlabelled records, or "
+                      "stop at the first with its file and row.")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="tiny",
+                       help="Model config: tiny, vit_b32, or a JSON file.")
+    model.add_argument("--clip-preset", help="keras-hub CLIP preset name or "
+                       "local preset folder (overrides the model config's).")
+    model.add_argument("--variant", default="full",
+                       choices=["full", "no_ma", "no_ma_sa"],
+                       help="full CMA-CLIP, or the paper's ablations: without "
+                       "modality attention, without both attentions.")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--stage", default="all",
+                          choices=list(STAGE_ORDER) + ["all"],
+                          help="warmup: CLIP frozen; end2end: all trainable; "
+                          "tuning: only modality attention and heads; all: the "
+                          "three in order (tuning only with several tasks).")
+    training.add_argument("--epochs", type=int, help="Epochs for every stage.")
+    for stage in STAGE_ORDER:
+        training.add_argument(f"--{stage}-epochs", type=int,
+                              help=f"Epochs of the {stage} stage.")
+    training.add_argument("--steps-per-epoch", type=int,
+                          help="Cap on steps per epoch (quick runs).")
+    training.add_argument("--batch-size", type=int, help="Global batch size.")
+    training.add_argument("--learning-rate", type=float,
+                          help="Base learning rate (default: the model config's).")
+    training.add_argument("--weight-decay", type=float,
+                          help="AdamW weight decay (default: the model config's).")
+    training.add_argument("--selection-metric", default="auto",
+                          choices=["auto", "recall_at_90_precision", "accuracy"],
+                          help="Validation metric that picks the best "
+                          "checkpoint (auto: accuracy for food101 and "
+                          "fashion_gen, recall at 90%% precision otherwise).")
+    training.add_argument("--cache-features", action="store_true",
+                          help="In frozen stages, compute the frozen front of "
+                          "the model once and reuse it across epochs.")
+    training.add_argument("--checkpoint-every", type=int, default=50,
+                          help="Steps between mid-epoch checkpoints.")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--workdir", default="runs/default",
+                          help="Where checkpoints, metrics and TensorBoard go.")
+
+    system = parser.add_argument_group("system")
+    system.add_argument("--strategy", default="auto",
+                        choices=["auto", "one_device", "mirrored",
+                                 "multi_worker", "tpu"],
+                        help="tf.distribute strategy (multi_worker reads "
+                        "TF_CONFIG).")
+    system.add_argument("--tpu", help="TPU name or address for --strategy tpu.")
+    system.add_argument("--mixed-precision", action="store_true",
+                        help="bfloat16 compute, float32 weights.")
+    system.add_argument("--jit-compile", action="store_true",
+                        help="XLA-compile the train step.")
+    system.add_argument("--export", metavar="MODEL_BASE_PATH",
+                        help="After training, export a SavedModel for TF "
+                        "Serving to MODEL_BASE_PATH/<model-name>/<version>/.")
+    system.add_argument("--model-name", default="cmaclip",
+                        help="Model name for --export.")
+    system.add_argument("--quiet", action="store_true", help="No progress bars.")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from trainers.training_run import TrainingRun
+
+    return TrainingRun(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

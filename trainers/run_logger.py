@@ -1,0 +1,63 @@
+"""TensorBoard logging of a run: losses, metrics, learning rates, λ, hparams.
+
+Writes `WORKDIR/tensorboard/<stage>/{train,validation}` with the
+`tf.summary` APIs and the hparams plugin.
+"""
+
+import os
+
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+
+
+class RunLogger:
+    """Summary writers per stage and split; a no-op on non-chief workers."""
+
+    def __init__(self, workdir, enabled=True):
+        self.root = os.path.join(workdir, "tensorboard")
+        self.enabled = enabled
+        self._writers = {}
+
+    def _writer(self, stage, split):
+        key = (stage, split)
+        if key not in self._writers:
+            self._writers[key] = tf.summary.create_file_writer(
+                os.path.join(self.root, stage, split)
+            )
+        return self._writers[key]
+
+    def hparams(self, stage, values):
+        if not self.enabled:
+            return
+        with self._writer(stage, "train").as_default():
+            hparams_api.hparams(values, trial_id=f"{stage}")
+
+    def epoch(self, stage, step, train_losses, metrics, predictions, learning_rates):
+        if not self.enabled:
+            return
+        with self._writer(stage, "train").as_default():
+            for task, loss in train_losses.items():
+                tf.summary.scalar(f"loss/{task}", loss, step=step)
+            tf.summary.scalar("loss/total", sum(train_losses.values()), step=step)
+            for group, rate in learning_rates.items():
+                tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
+        with self._writer(stage, "validation").as_default():
+            for task, values in metrics.items():
+                for name, value in values.items():
+                    if name != "count":
+                        tf.summary.scalar(f"{name}/{task}", value, step=step)
+                key = f"{task}_image_weight"
+                if predictions and key in predictions:
+                    labelled = predictions[f"{task}_label"] >= 0
+                    tf.summary.histogram(
+                        f"image_weight/{task}", predictions[key][labelled], step=step
+                    )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def image(self, stage, name, images, step):
+        """Logs images `[N, H, W, C]` in [0, 1] (e.g. attention maps)."""
+        if not self.enabled:
+            return
+        with self._writer(stage, "validation").as_default():
+            tf.summary.image(name, images, step=step, max_outputs=len(images))

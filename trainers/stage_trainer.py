@@ -1,0 +1,227 @@
+"""One training stage as a custom loop on tf.distribute (`strategy.run`).
+
+Keras 3's `fit` cannot run under `MultiWorkerMirroredStrategy`, and the stages
+need per-group optimizers anyway, so this loop serves every strategy: one
+AdamW per trainable module group (frozen groups get neither gradients nor
+optimizer state), losses normalized by the global count of labelled examples
+per task, gradients summed across replicas by the Keras optimizer.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cmaclip_tf.metrics import recall_at_precision
+from cmaclip_tf.multi_task_loss import masked_cross_entropy_sum
+
+SUM = tf.distribute.ReduceOp.SUM
+TARGET_PRECISION = 0.9
+
+
+class StageTrainer:
+    """Trains the module groups a `StageSchedule` leaves unfrozen.
+
+    Args:
+        model: a built `CMACLIP`, created under `strategy.scope()`.
+        schedule: `trainers.stage_schedule.StageSchedule`.
+        strategy: `tf.distribute.Strategy`.
+        learning_rate: float. The base learning rate.
+        weight_decay: float. AdamW's decoupled weight decay.
+        jit_compile: bool. XLA-compile the forward and backward pass.
+    """
+
+    def __init__(
+        self, model, schedule, strategy, learning_rate, weight_decay,
+        jit_compile=False,
+    ):
+        self.model = model
+        self.schedule = schedule
+        self.strategy = strategy
+        self.tasks = list(model.tasks)
+        self.learning_rates = {}
+        groups = model.module_groups()
+        self.group_variables = {
+            group: groups[group]
+            for group in schedule.trainable_groups()
+            if groups[group]
+        }
+        with strategy.scope():
+            self.optimizers = {}
+            for group, variables in self.group_variables.items():
+                rate = learning_rate * schedule.learning_rate_multipliers[group]
+                self.learning_rates[group] = rate
+                optimizer = keras.optimizers.AdamW(
+                    learning_rate=rate,
+                    weight_decay=weight_decay,
+                    name=f"{group}_optimizer",
+                )
+                optimizer.build(variables)
+                self.optimizers[group] = optimizer
+        self._variables = [
+            v for group in self.group_variables for v in self.group_variables[group]
+        ]
+        self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile)
+        self._train_step = tf.function(self._distributed_train_step)
+        self._eval_step = tf.function(self._distributed_eval_step)
+
+    # --- Which depth of the model the stage starts from. ---
+
+    @property
+    def input_depth(self):
+        """The deepest cacheable input: `raw`, `clip_features` or `embeddings`."""
+        if self.schedule.fusion_frozen():
+            return "embeddings"
+        if self.schedule.clip_frozen():
+            return "clip_features"
+        return "raw"
+
+    def features_at_depth(self, features):
+        """Runs the frozen front of the model (inference mode) on raw inputs."""
+        depth = self.input_depth
+        if depth == "raw":
+            return features
+        clip_features = self.model.encode(
+            features["images"], features["token_ids"], features["padding_mask"]
+        )
+        if depth == "clip_features":
+            return clip_features
+        return self.model.fuse(clip_features, training=False)
+
+    def _forward(self, features, training):
+        # Frozen parts always run in inference mode, so that the cached and
+        # uncached paths compute the same thing.
+        if "image_embedding" in features:
+            embeddings = features
+        else:
+            if "image_sequence" in features:
+                clip_features = features
+            else:
+                clip_features = self.model.encode(
+                    features["images"], features["token_ids"],
+                    features["padding_mask"],
+                )
+            fusion_training = training and not self.schedule.fusion_frozen()
+            embeddings = self.model.fuse(clip_features, training=fusion_training)
+        return self.model.classify(embeddings, training=training)
+
+    # --- Training. ---
+
+    def _loss_and_gradients(self, features, labels, global_counts):
+        with tf.GradientTape() as tape:
+            outputs = self._forward(features, training=True)
+            per_task = {}
+            for task in self.tasks:
+                loss_sum, _ = masked_cross_entropy_sum(
+                    outputs[f"{task}_logits"], labels[task]
+                )
+                per_task[task] = loss_sum / tf.maximum(global_counts[task], 1.0)
+            total = tf.add_n(list(per_task.values()))
+        gradients = tape.gradient(total, self._variables)
+        return per_task, gradients
+
+    def _replica_train_step(self, features, labels):
+        context = tf.distribute.get_replica_context()
+        global_counts = {
+            task: context.all_reduce(
+                SUM, tf.reduce_sum(tf.cast(labels[task] >= 0, tf.float32))
+            )
+            for task in self.tasks
+        }
+        per_task, gradients = self._gradients(features, labels, global_counts)
+        start = 0
+        for group, variables in self.group_variables.items():
+            group_gradients = gradients[start : start + len(variables)]
+            start += len(variables)
+            self.optimizers[group].apply_gradients(zip(group_gradients, variables))
+        return per_task
+
+    def _distributed_train_step(self, iterator):
+        features, labels = next(iterator)
+        per_replica = self.strategy.run(
+            self._replica_train_step, args=(features, labels)
+        )
+        return {
+            task: self.strategy.reduce(SUM, loss, axis=None)
+            for task, loss in per_replica.items()
+        }
+
+    def train_steps(self, distributed_dataset, num_steps, on_step=None):
+        """Runs `num_steps` steps; returns the mean loss per task."""
+        iterator = iter(distributed_dataset)
+        totals = {task: 0.0 for task in self.tasks}
+        for step in range(num_steps):
+            losses = self._train_step(iterator)
+            losses = {task: float(value) for task, value in losses.items()}
+            for task in self.tasks:
+                totals[task] += losses[task]
+            if on_step is not None:
+                on_step(step, losses)
+        return {task: total / max(num_steps, 1) for task, total in totals.items()}
+
+    # --- Evaluation. ---
+
+    def _replica_eval_step(self, features, labels):
+        outputs = self._forward(features, training=False)
+        result = {}
+        for task in self.tasks:
+            result[f"{task}_probabilities"] = tf.nn.softmax(
+                outputs[f"{task}_logits"], axis=-1
+            )
+            result[f"{task}_image_weight"] = outputs[f"{task}_image_weight"]
+            result[f"{task}_label"] = tf.cast(labels[task], tf.int32)
+        return result
+
+    def _distributed_eval_step(self, features, labels):
+        per_replica = self.strategy.run(
+            self._replica_eval_step, args=(features, labels)
+        )
+        return {
+            key: self.strategy.gather(value, axis=0)
+            for key, value in per_replica.items()
+        }
+
+    def predict(self, distributed_dataset):
+        """Per-task probabilities, λ and labels over a whole dataset (numpy)."""
+        chunks = []
+        for features, labels in distributed_dataset:
+            chunks.append(
+                {k: v.numpy() for k, v in self._eval_step(features, labels).items()}
+            )
+        if not chunks:
+            return {}
+        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+    def evaluate(self, distributed_dataset):
+        """Accuracy, recall at 90% precision, loss and λ per task."""
+        return evaluate_predictions(self.predict(distributed_dataset), self.tasks)
+
+
+def evaluate_predictions(predictions, tasks, precision=TARGET_PRECISION):
+    """Per-task metrics from `StageTrainer.predict`'s arrays."""
+    metrics = {}
+    for task in tasks:
+        if not predictions:
+            metrics[task] = {"count": 0}
+            continue
+        labels = predictions[f"{task}_label"]
+        labelled = labels >= 0
+        probabilities = predictions[f"{task}_probabilities"][labelled]
+        labels = labels[labelled]
+        image_weight = predictions[f"{task}_image_weight"][labelled]
+        count = int(labelled.sum())
+        if count == 0:
+            metrics[task] = {"count": 0}
+            continue
+        top1 = probabilities.argmax(-1)
+        scores = probabilities.max(-1)
+        correct = top1 == labels
+        picked = probabilities[np.arange(count), labels]
+        metrics[task] = {
+            "count": count,
+            "accuracy": float(correct.mean()),
+            "recall_at_90_precision": recall_at_precision(scores, correct, precision),
+            "loss": float(-np.log(np.maximum(picked, 1e-12)).mean()),
+            "image_weight_mean": float(image_weight.mean()),
+            "image_weight_std": float(image_weight.std()),
+        }
+    return metrics

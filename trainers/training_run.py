@@ -1,0 +1,290 @@
+"""A training run: data, model, strategy, and the stages in order."""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cmaclip_tf.models import create_cma_clip
+from trainers import distribution
+from trainers.checkpoints import StageCheckpoints
+from trainers.checkpoints import stage_best_weights
+from trainers.checkpoints import write_json
+from trainers.input_data import load_run_data
+from trainers.run_logger import RunLogger
+from trainers.stage_schedule import STAGE_ORDER
+from trainers.stage_schedule import STAGES
+from trainers.stage_schedule import previous_stage
+from trainers.stage_trainer import StageTrainer
+
+SHUFFLE_BUFFER = 10_000
+
+
+class TrainingRun:
+    """Runs the stages that `args.stage` asks for, resuming where it can."""
+
+    def __init__(self, args):
+        self.args = args
+        self.workdir = args.workdir
+        if args.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        self.strategy = distribution.create_strategy(args.strategy, args.tpu)
+        self.chief = distribution.is_chief(self.strategy)
+        self.worker = distribution.worker_id(self.strategy)
+        os.makedirs(self.workdir, exist_ok=True)
+        keras.utils.set_random_seed(args.seed)
+        self.data = load_run_data(args)
+        self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
+        self.model_config = None
+        self.logger = RunLogger(self.workdir, enabled=self.chief)
+
+    def log(self, message):
+        if self.chief:
+            print(message, flush=True)
+
+    # --- Stages. ---
+
+    def stages_to_run(self):
+        if self.args.stage != "all":
+            return [self.args.stage]
+        stages = ["warmup", "end2end"]
+        if len(self.tasks) > 1:
+            stages.append("tuning")  # Only multi-task runs tune (section 4.2.3).
+        return stages
+
+    def stage_epochs(self, stage):
+        explicit = getattr(self.args, f"{stage}_epochs")
+        if explicit is not None:
+            return explicit
+        if self.args.epochs is not None:
+            return self.args.epochs
+        return self.model_config["training"]["epochs"][stage]
+
+    def run(self):
+        started = time.time()
+        if self.chief:
+            self.data.save_labels(os.path.join(self.workdir, "labels.json"))
+        results = {}
+        for stage in self.stages_to_run():
+            results[stage] = self.run_stage(stage)
+        self.write_metrics()
+        self.log(self.summary_table(results))
+        self.log(f"Done in {time.time() - started:.0f} s; workdir: {self.workdir}")
+        if self.args.export and self.chief:
+            self.export()
+        return 0
+
+    def build_model(self):
+        with self.strategy.scope():
+            model, clip, config = create_cma_clip(
+                self.args.model,
+                self.tasks,
+                variant=self.args.variant,
+                clip_preset=self.args.clip_preset,
+            )
+        self.model_config = config
+        return model, clip, config
+
+    def initial_weights(self, stage, model):
+        """Loads the best checkpoint of the stage before, if there is one."""
+        before = previous_stage(stage)
+        path = stage_best_weights(self.workdir, before) if before else None
+        if path is not None:
+            model.load_weights(path)
+            self.log(f"[{stage}] Starting from the best {before} checkpoint: {path}")
+        elif before is not None:
+            self.log(
+                f"[{stage}] No {before} checkpoint in {self.workdir}: starting "
+                "from the pretrained CLIP with freshly initialized fusion and heads."
+            )
+        else:
+            self.log(f"[{stage}] Starting from the pretrained CLIP.")
+
+    def run_stage(self, stage):
+        args = self.args
+        schedule = STAGES[stage]
+        model, clip, config = self.build_model()
+        training = config["training"]
+        learning_rate = args.learning_rate or training["learning_rate"]
+        weight_decay = (
+            args.weight_decay if args.weight_decay is not None
+            else training["weight_decay"]
+        )
+        batch_size = args.batch_size or training["batch_size"]
+        epochs = self.stage_epochs(stage)
+        stage_dir = os.path.join(self.workdir, stage)
+        os.makedirs(stage_dir, exist_ok=True)
+
+        trainer = StageTrainer(
+            model, schedule, self.strategy, learning_rate, weight_decay,
+            jit_compile=args.jit_compile,
+        )
+        checkpoints = StageCheckpoints(
+            stage_dir, model, trainer.optimizers, write=self.chief,
+            worker=self.worker,
+        )
+        if checkpoints.is_done() and checkpoints.restore_latest():
+            self.log(f"[{stage}] Already finished in {stage_dir}; skipping.")
+            with open(checkpoints.done_path) as f:
+                return json.load(f)
+
+        if checkpoints.restore_latest():
+            self.log(
+                f"[{stage}] Resuming from {checkpoints.manager.latest_checkpoint} "
+                f"(epoch {int(checkpoints.epoch)}, step {int(checkpoints.step)})."
+            )
+        else:
+            self.initial_weights(stage, model)
+
+        self.data.prepare(clip, config)
+        cached = None
+        if args.cache_features and trainer.input_depth != "raw":
+            cached = self.data.cache_features(trainer, batch_size)
+            self.log(f"[{stage}] Cached {trainer.input_depth} for "
+                     f"{self.data.num_train_examples} examples.")
+        steps = self.data.num_train_examples // batch_size
+        if args.steps_per_epoch:
+            steps = min(steps, args.steps_per_epoch)
+        if steps == 0:
+            raise ValueError(
+                f"Batch size {batch_size} exceeds the {self.data.num_train_examples} "
+                "training examples; pass a smaller --batch-size."
+            )
+        self.logger.hparams(stage, self.hparams(stage, learning_rate,
+                                                weight_decay, batch_size, epochs))
+        validation = self.strategy.experimental_distribute_dataset(
+            self.data.eval_batches("validation", batch_size, trainer, cached)
+        )
+
+        for epoch in range(int(checkpoints.epoch), epochs):
+            first_step = int(checkpoints.step) if epoch == int(checkpoints.epoch) else 0
+            dataset = self.data.train_batches(
+                epoch, batch_size, skip_batches=first_step, trainer=trainer,
+                cached=cached,
+            )
+            dataset = self.strategy.experimental_distribute_dataset(dataset)
+            progress = keras.utils.Progbar(
+                steps, verbose=0 if (args.quiet or not self.chief) else 1,
+                stateful_metrics=[f"{t}_loss" for t in self.tasks],
+            )
+            progress.update(first_step)
+            self.log(f"[{stage}] Epoch {epoch + 1}/{epochs}")
+
+            def on_step(step, losses, epoch=epoch, first_step=first_step):
+                done = first_step + step + 1
+                progress.update(done, [(f"{t}_loss", v) for t, v in losses.items()])
+                if done % args.checkpoint_every == 0 and done < steps:
+                    checkpoints.save_latest(epoch, done)
+
+            train_losses = trainer.train_steps(dataset, steps - first_step, on_step)
+            predictions = trainer.predict(validation)
+            metrics = trainer_metrics(predictions, self.tasks)
+            score = self.selection_score(metrics)
+            global_step = (epoch + 1) * steps
+            self.logger.epoch(stage, global_step, train_losses, metrics,
+                              predictions, trainer.learning_rates)
+            summary = ", ".join(
+                f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
+                f"{m.get('recall_at_90_precision', 0):.3f} "
+                f"λ {m.get('image_weight_mean', 0):.2f}"
+                for t, m in metrics.items()
+            )
+            self.log(f"[{stage}] validation {summary}; score {score:.4f}")
+            if score > float(checkpoints.best_score):
+                checkpoints.save_best(
+                    score, {"epoch": epoch + 1, "score": score, "validation": metrics}
+                )
+                self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
+            checkpoints.save_latest(epoch + 1, 0)
+
+        return self.finish_stage(stage, model, trainer, checkpoints, clip, config,
+                                 batch_size, cached)
+
+    def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
+                     batch_size, cached):
+        if os.path.isfile(checkpoints.best_weights_path):
+            model.load_weights(checkpoints.best_weights_path)
+        result = {"best_score": float(checkpoints.best_score)}
+        for split in ("validation", "test"):
+            dataset = self.strategy.experimental_distribute_dataset(
+                self.data.eval_batches(split, batch_size, trainer, cached)
+            )
+            result[split] = trainer_metrics(trainer.predict(dataset), self.tasks)
+        if self.chief:
+            self.data.save_inference_bundle(
+                os.path.join(self.workdir, "inference"), model, clip, config,
+                {"stage": stage, "variant": self.args.variant,
+                 "model": config["name"], "dataset": self.args.dataset},
+            )
+        checkpoints.mark_done(result)
+        return result
+
+    # --- Metrics and reports. ---
+
+    def selection_metric(self):
+        if self.args.selection_metric != "auto":
+            return self.args.selection_metric
+        if self.args.dataset in ("food101", "fashion_gen"):
+            return "accuracy"
+        return "recall_at_90_precision"
+
+    def selection_score(self, metrics):
+        """Mean over tasks of the selection metric; accuracy breaks ties."""
+        name = self.selection_metric()
+        values = [m.get(name, 0.0) for m in metrics.values()]
+        accuracy = [m.get("accuracy", 0.0) for m in metrics.values()]
+        return float(np.mean(values)) + 1e-3 * float(np.mean(accuracy))
+
+    def hparams(self, stage, learning_rate, weight_decay, batch_size, epochs):
+        return {
+            "stage": stage, "model": self.model_config["name"],
+            "variant": self.args.variant, "dataset": self.args.dataset,
+            "learning_rate": learning_rate, "weight_decay": weight_decay,
+            "batch_size": batch_size, "epochs": epochs, "seed": self.args.seed,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "cache_features": bool(self.args.cache_features),
+            "mixed_precision": bool(self.args.mixed_precision),
+        }
+
+    def write_metrics(self):
+        if not self.chief:
+            return
+        payload = {"stages": {}, "bad_records": self.data.bad_record_counts()}
+        for stage in STAGE_ORDER:
+            path = os.path.join(self.workdir, stage, "done.json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    payload["stages"][stage] = json.load(f)
+        write_json(os.path.join(self.workdir, "metrics.json"), payload)
+
+    def summary_table(self, results):
+        lines = [f"{'stage':<8} {'split':<10} {'task':<12} {'accuracy':>9} "
+                 f"{'R@P90':>7} {'λ mean':>7}"]
+        for stage, result in results.items():
+            for split in ("validation", "test"):
+                for task, m in result.get(split, {}).items():
+                    lines.append(
+                        f"{stage:<8} {split:<10} {task:<12} "
+                        f"{m.get('accuracy', 0):>9.3f} "
+                        f"{m.get('recall_at_90_precision', 0):>7.3f} "
+                        f"{m.get('image_weight_mean', 0):>7.3f}"
+                    )
+        return "\n".join(lines)
+
+    def export(self):
+        from cmaclip_tf.export import export_saved_model
+
+        path = export_saved_model(
+            os.path.join(self.workdir, "inference"), self.args.export,
+            self.args.model_name,
+        )
+        self.log(f"Exported a SavedModel to {path}")
+
+
+def trainer_metrics(predictions, tasks):
+    from trainers.stage_trainer import evaluate_predictions
+
+    return evaluate_predictions(predictions, list(tasks))
