@@ -15,6 +15,7 @@ import numpy as np
 # keras-hub's CLIPTextEncoder hard-codes 1e-6 for its final LayerNorm and does
 # not serialize it; CLIP (and every released checkpoint) uses 1e-5.
 CLIP_TEXT_LAYER_NORM_EPSILON = 1e-5
+CLIP_VOCABULARY_SIZE = 49408
 
 
 @dataclasses.dataclass
@@ -85,6 +86,7 @@ def build_clip_backbone(architecture, vocabulary_size=None, dtype=None):
     image_size = vision.pop("image_size")
     if vocabulary_size is not None:
         text["vocabulary_size"] = vocabulary_size
+    text.setdefault("vocabulary_size", CLIP_VOCABULARY_SIZE)
     vision_encoder = keras_hub.models.CLIPVisionEncoder(
         image_shape=(image_size, image_size, 3), dtype=dtype, **vision
     )
