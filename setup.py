@@ -32,6 +32,6 @@ setuptools.setup(
     extras_require={
         "test": ["pytest"],
         # Only for regenerating the Hugging Face reference fixture.
-        "hf-fixture": ["torch", "transformers"],
+        "hf-fixture": ["torch==2.13.0", "transformers"],
     },
 )
