@@ -9,7 +9,8 @@ class MLPHead(keras.layers.Layer):
 
     Args:
         num_classes: int. Number of classes of the task.
-        hidden_dim: int. Width of the hidden layer.
+        hidden_dim: int. Width of the hidden layer; 0 makes the head linear
+            (a single Dense to the logits, the fine-tuned CLIP baseline).
         dropout: float. Dropout before the output layer. Defaults to 0.
 
     Example:
@@ -25,9 +26,12 @@ class MLPHead(keras.layers.Layer):
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         # === Layers ===
-        self.hidden = keras.layers.Dense(
-            hidden_dim, activation="gelu", dtype=self.dtype_policy, name="hidden"
-        )
+        self.hidden = None
+        if hidden_dim:
+            self.hidden = keras.layers.Dense(
+                hidden_dim, activation="gelu", dtype=self.dtype_policy,
+                name="hidden",
+            )
         self.hidden_dropout = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
@@ -37,12 +41,16 @@ class MLPHead(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self.hidden.build(input_shape)
-        self.logits.build((input_shape[0], self.hidden_dim))
+        if self.hidden is not None:
+            self.hidden.build(input_shape)
+            input_shape = (input_shape[0], self.hidden_dim)
+        self.logits.build(input_shape)
         self.built = True
 
     def call(self, inputs, training=None):
-        x = self.hidden(inputs)
+        x = inputs
+        if self.hidden is not None:
+            x = self.hidden(x)
         x = self.hidden_dropout(x, training=training)
         return self.logits(x)
 

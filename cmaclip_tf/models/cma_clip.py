@@ -4,12 +4,15 @@ import keras
 from keras import ops
 
 from cmaclip_tf.layers import AverageFusion
+from cmaclip_tf.layers import ConcatenationFusion
 from cmaclip_tf.layers import MLPHead
 from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
 from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
 
-VARIANTS = ("full", "no_ma", "no_ma_sa")
+VARIANTS = ("full", "no_ma", "no_ma_sa", "clip_linear")
+# Variants without the fusion transformer: CLIP's pooled embeddings instead.
+POOLED_VARIANTS = ("no_ma_sa", "clip_linear")
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
 
 
@@ -26,6 +29,8 @@ class CMACLIP(keras.Model):
     - `"no_ma"`: "w/o MA", `c = (I' + T') / 2`.
     - `"no_ma_sa"`: "w/o MA+SA", no fusion transformer; CLIP's pooled,
       projected image and text embeddings averaged into the heads.
+    - `"clip_linear"`: the fine-tuned CLIP baseline: CLIP's pooled, projected
+      embeddings concatenated into one linear layer per task.
 
     Inputs are a dict, at any of three depths, so that frozen stages can feed
     cached features (every depth gives identical outputs):
@@ -42,7 +47,7 @@ class CMACLIP(keras.Model):
     Args:
         clip_backbone: `keras_hub.models.CLIPBackbone`.
         tasks: dict of task name to number of classes, in order.
-        variant: one of `"full"`, `"no_ma"`, `"no_ma_sa"`.
+        variant: one of `VARIANTS`.
         fusion_num_layers, fusion_hidden_dim, fusion_num_heads,
         fusion_intermediate_dim, fusion_dropout: `SequenceWiseAttention`
             settings (defaults: the paper's ViT-B/32 setting 12/512/8).
@@ -95,17 +100,21 @@ class CMACLIP(keras.Model):
         self.fusion_dropout = fusion_dropout
         self.head_dropout = head_dropout
         self.init_from_clip_projections = init_from_clip_projections
-        if variant == "no_ma_sa":
+        if variant in POOLED_VARIANTS:
             embedding_dim = clip_backbone.projection_dim
         else:
             embedding_dim = fusion_hidden_dim
-        self.head_hidden_dim = head_hidden_dim or embedding_dim
+        if variant == "clip_linear":
+            head_hidden_dim = 0  # Linear heads.
+        elif not head_hidden_dim:
+            head_hidden_dim = embedding_dim
+        self.head_hidden_dim = head_hidden_dim
 
         # === Layers ===
         self.clip_backbone = clip_backbone
         set_text_layer_norm_epsilon(clip_backbone.text_encoder)
         self.sequence_attention = None
-        if variant != "no_ma_sa":
+        if variant not in POOLED_VARIANTS:
             self.sequence_attention = SequenceWiseAttention(
                 num_layers=fusion_num_layers,
                 hidden_dim=fusion_hidden_dim,
@@ -115,7 +124,10 @@ class CMACLIP(keras.Model):
                 dtype=self.dtype_policy,
                 name="sequence_attention",
             )
-        fusion_cls = ModalityAttention if variant == "full" else AverageFusion
+        fusion_cls = {
+            "full": ModalityAttention,
+            "clip_linear": ConcatenationFusion,
+        }.get(variant, AverageFusion)
         self.modality_attentions = [
             fusion_cls(dtype=self.dtype_policy, name=f"{task}_modality_attention")
             for task in self.tasks
@@ -144,9 +156,12 @@ class CMACLIP(keras.Model):
                     self.clip_backbone.vision_projection.kernel,
                     self.clip_backbone.text_projection.kernel,
                 )
+        head_input_dim = embedding_dim
+        if self.variant == "clip_linear":
+            head_input_dim = 2 * embedding_dim
         for fusion, head in zip(self.modality_attentions, self.heads):
             fusion.build((None, embedding_dim), (None, embedding_dim))
-            head.build((None, embedding_dim))
+            head.build((None, head_input_dim))
         self.built = True
 
     # --- The three depths of the forward pass. ---
@@ -215,7 +230,9 @@ class CMACLIP(keras.Model):
         The sequence is the image [CLS] and patches followed by the text tokens.
         """
         if self.sequence_attention is None:
-            raise ValueError("The `no_ma_sa` variant has no sequence attention.")
+            raise ValueError(
+                f"The `{self.variant}` variant has no sequence attention."
+            )
         features = self.encode(
             inputs["images"], inputs["token_ids"], inputs["padding_mask"]
         )
