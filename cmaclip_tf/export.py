@@ -136,7 +136,7 @@ class CMACLIPExportModule:
                 tf.size(image_bytes),
                 tf.size(text),
                 message="image_bytes and text must have the same batch size",
-            )
+            ),
         ]
         if self.max_text_bytes:
             checks.append(
@@ -203,9 +203,14 @@ class CMACLIPExportModule:
         archive.track(self.model)
         # `tf.Module`s and layers whose lookup tables the graph uses: plain
         # `model.export` would miss these resources.
-        for resource in (self.text_preprocessor, self.image_preprocessor,
-                         *self.label_tables.values()):
-            if isinstance(resource, (keras.layers.Layer, tf.__internal__.tracking.Trackable)):
+        for resource in (
+            self.text_preprocessor,
+            self.image_preprocessor,
+            *self.label_tables.values(),
+        ):
+            if isinstance(
+                resource, (keras.layers.Layer, tf.__internal__.tracking.Trackable)
+            ):
                 archive.track(resource)
         signatures = self.input_signatures()
         archive.add_endpoint(
@@ -295,8 +300,10 @@ def export_saved_model(
 def export_config(bundle, module, model_name, version):
     """The `cmaclip_config.json` asset: what the export holds and how to call it."""
     signatures = {
-        name: {spec.name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
-               for spec in specs}
+        name: {
+            spec.name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
+            for spec in specs
+        }
         for name, specs in module.input_signatures().items()
     }
     return {
@@ -307,8 +314,9 @@ def export_config(bundle, module, model_name, version):
         "outputs_per_task": ["probabilities", "label", "score", "image_weight"],
         "signatures": signatures,
         "max_text_bytes": module.max_text_bytes,
-        "preprocessing": {k: v for k, v in bundle.preprocessing.items()
-                          if k != "image_converter"},
+        "preprocessing": {
+            k: v for k, v in bundle.preprocessing.items() if k != "image_converter"
+        },
         "image_converter": bundle.preprocessing.get("image_converter"),
         "model_config": keras.saving.serialize_keras_object(bundle.model),
         "metadata": bundle.metadata,

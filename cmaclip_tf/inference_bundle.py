@@ -157,13 +157,20 @@ def load_inference_bundle(directory):
     """
     from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
     from cmaclip_tf.data.text_preprocessor import TextPreprocessor
+
     # Registers `CMACLIP` (and the keras-hub classes) for deserialization.
     from cmaclip_tf.models import cma_clip  # noqa: F401
 
     missing = [
         name
-        for name in (MODEL_FILE, VOCABULARY_FILE, MERGES_FILE, PREPROCESSING_FILE,
-                     LABELS_FILE, METADATA_FILE)
+        for name in (
+            MODEL_FILE,
+            VOCABULARY_FILE,
+            MERGES_FILE,
+            PREPROCESSING_FILE,
+            LABELS_FILE,
+            METADATA_FILE,
+        )
         if not os.path.isfile(os.path.join(directory, name))
     ]
     if missing:
@@ -225,7 +232,12 @@ def check_label_vocabularies(tasks, label_vocabularies):
                 "label names; pass them in logit order."
             )
         for label in labels:
-            if not isinstance(label, str) or not label or "\n" in label or "\r" in label:
+            if (
+                not isinstance(label, str)
+                or not label
+                or "\n" in label
+                or "\r" in label
+            ):
                 raise ValueError(
                     f"Task {task!r} has label {label!r}; labels must be "
                     "non-empty strings without line breaks."

@@ -20,7 +20,6 @@ from trainers.stage_schedule import STAGES
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
 
-SHUFFLE_BUFFER = 10_000
 
 
 class TrainingRun:
@@ -66,7 +65,7 @@ class TrainingRun:
     def run(self):
         started = time.time()
         if self.chief:
-            self.data.save_labels(os.path.join(self.workdir, "labels.json"))
+            self.data.save_labels(self.workdir)
         results = {}
         for stage in self.stages_to_run():
             results[stage] = self.run_stage(stage)

@@ -248,11 +248,19 @@ class CMACLIP(keras.Model):
     def module_groups(self):
         """Trainable variables by module group, for stage schedules.
 
-        Groups: `clip` (encoders and projections), `fusion` (sequence-wise
-        attention), `modality_attention` (one per task), `heads`.
+        Groups: `clip` (the encoders, and the projections where the variant
+        uses them), `fusion` (sequence-wise attention), `modality_attention`
+        (one per task), `heads`. CLIP weights the variant never uses are in
+        no group, so no stage trains them.
         """
+        backbone = self.clip_backbone
+        clip_layers = [backbone.vision_encoder, backbone.text_encoder]
+        if self.sequence_attention is None:
+            # Only the pooled variants use CLIP's projections. CLIP's
+            # contrastive temperature (`clip_head`) is never used.
+            clip_layers += [backbone.vision_projection, backbone.text_projection]
         groups = {
-            "clip": list(self.clip_backbone.trainable_variables),
+            "clip": [v for layer in clip_layers for v in layer.trainable_variables],
             "fusion": (
                 list(self.sequence_attention.trainable_variables)
                 if self.sequence_attention is not None

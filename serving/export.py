@@ -1,0 +1,72 @@
+"""Exports a training run's inference bundle as a TF Serving SavedModel.
+
+```
+python -m serving.export --workdir runs/fashion_gen --model-base-path /models \
+    --model-name cmaclip [--version N]
+```
+
+Reads `WORKDIR/inference/` (written by the trainer from the best checkpoint)
+and writes `MODEL_BASE_PATH/MODEL_NAME/<version>/` (default: one above the
+highest version present), which a running TF Serving picks up on its own.
+"""
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.export",
+        description="Export WORKDIR/inference/ as a SavedModel for TF Serving.",
+    )
+    parser.add_argument(
+        "--workdir", required=True, help="A training run's folder (holds inference/)."
+    )
+    parser.add_argument(
+        "--model-base-path",
+        required=True,
+        help="TF Serving's base path; the export goes to "
+        "MODEL_BASE_PATH/MODEL_NAME/<version>/.",
+    )
+    parser.add_argument("--model-name", required=True)
+    parser.add_argument(
+        "--version", type=int, help="Version number (default: highest present + 1)."
+    )
+    parser.add_argument(
+        "--max-text-bytes",
+        type=int,
+        default=None,
+        help="Longest text the model accepts, in UTF-8 bytes "
+        "(default 8192; 0: no limit).",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from cmaclip_tf.export import DEFAULT_MAX_TEXT_BYTES
+    from cmaclip_tf.export import export_saved_model
+
+    bundle_dir = os.path.join(args.workdir, "inference")
+    max_text_bytes = (
+        DEFAULT_MAX_TEXT_BYTES if args.max_text_bytes is None else args.max_text_bytes
+    )
+    try:
+        path = export_saved_model(
+            bundle_dir,
+            args.model_base_path,
+            args.model_name,
+            version=args.version,
+            max_text_bytes=max_text_bytes,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        sys.stderr.write(f"{error}\n")
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Stage semantics of the training loop: what trains, what stays bit-identical."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cmaclip_tf.data import load_dataset
+from cmaclip_tf.models import create_cma_clip
+from trainers.input_data import RunData
+from trainers.stage_schedule import STAGES
+from trainers.stage_trainer import StageTrainer
+
+BATCH = 16
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return load_dataset("synthetic", num_examples=64, seed=0)
+
+
+def _setup(synthetic, stage, variant="full"):
+    strategy = tf.distribute.get_strategy()
+    model, clip, config = create_cma_clip(
+        "tiny", synthetic.tasks.num_classes, variant=variant
+    )
+    data = RunData(synthetic, seed=0)
+    data.prepare(clip, config)
+    trainer = StageTrainer(model, STAGES[stage], strategy, 1e-3, 1e-4)
+    return model, data, trainer, strategy
+
+
+def _snapshot(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def _changed(before, variables):
+    return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+def _train(data, trainer, strategy, steps=2, cached=None):
+    dataset = data.train_batches(0, BATCH, cached=cached)
+    return trainer.train_steps(strategy.experimental_distribute_dataset(dataset), steps)
+
+
+def test_warmup_freezes_clip_and_trains_the_rest(synthetic):
+    model, data, trainer, strategy = _setup(synthetic, "warmup")
+    groups = model.module_groups()
+    before = {g: _snapshot(v) for g, v in groups.items()}
+    _train(data, trainer, strategy)
+    assert not any(_changed(before["clip"], groups["clip"]))
+    assert any(_changed(before["fusion"], groups["fusion"]))
+    assert all(_changed(before["modality_attention"], groups["modality_attention"]))
+    assert any(_changed(before["heads"], groups["heads"]))
+    # Frozen means no optimizer state either.
+    assert sorted(trainer.optimizers) == ["fusion", "heads", "modality_attention"]
+
+
+def test_tuning_trains_only_modality_attention_and_heads(synthetic):
+    model, data, trainer, strategy = _setup(synthetic, "tuning")
+    groups = model.module_groups()
+    before = {g: _snapshot(v) for g, v in groups.items()}
+    _train(data, trainer, strategy)
+    assert not any(_changed(before["clip"], groups["clip"]))
+    assert not any(_changed(before["fusion"], groups["fusion"]))
+    assert all(_changed(before["modality_attention"], groups["modality_attention"]))
+    assert all(_changed(before["heads"], groups["heads"]))
+    assert sorted(trainer.optimizers) == ["heads", "modality_attention"]
+
+
+def test_end2end_trains_clip_too(synthetic):
+    model, data, trainer, strategy = _setup(synthetic, "end2end")
+    clip = model.module_groups()["clip"]
+    before = _snapshot(clip)
+    _train(data, trainer, strategy, steps=1)
+    assert sum(_changed(before, clip)) > len(clip) // 2
+
+
+@pytest.mark.parametrize("stage", ["warmup", "tuning"])
+def test_cached_features_train_exactly_like_the_uncached_path(synthetic, stage):
+    model, data, trainer, strategy = _setup(synthetic, stage)
+    initial = _snapshot(model.variables)
+    raw_losses = _train(data, trainer, strategy, steps=3)
+    raw_weights = _snapshot(model.variables)
+
+    model_2, data_2, trainer_2, _ = _setup(synthetic, stage)
+    for variable, value in zip(model_2.variables, initial):
+        variable.assign(value)
+    cached = data_2.cache_features(trainer_2, BATCH)
+    depth = "embeddings" if stage == "tuning" else "clip_features"
+    assert trainer_2.input_depth == depth
+    cached_losses = _train(data_2, trainer_2, strategy, steps=3, cached=cached)
+    for task in raw_losses:
+        assert cached_losses[task] == pytest.approx(raw_losses[task], abs=1e-5)
+    for a, b in zip(raw_weights, model_2.variables):
+        np.testing.assert_allclose(b.numpy(), a, atol=1e-5)
+
+
+def test_unlabelled_examples_add_no_gradient(synthetic):
+    model, data, trainer, strategy = _setup(synthetic, "tuning")
+    features, labels = next(iter(data.train_batches(0, BATCH)))
+    counts = {t: tf.reduce_sum(tf.cast(labels[t] >= 0, tf.float32)) for t in labels}
+    # Without any style label, the style head gets zero gradient.
+    unlabelled = dict(labels, style=-tf.ones_like(labels["style"]))
+    counts["style"] = tf.constant(0.0)
+    losses, gradients = trainer._loss_and_gradients(features, unlabelled, counts)
+    assert float(losses["style"]) == 0.0
+    style_head = {id(v) for v in model.heads[2].trainable_variables}
+    for variable, gradient in zip(trainer._variables, gradients):
+        if id(variable) in style_head:
+            assert gradient is None or float(tf.reduce_max(tf.abs(gradient))) == 0.0
