@@ -727,7 +727,8 @@ LOWERCASE = (
     (0x1E91F, (0x1E941,)), (0x1E920, (0x1E942,)), (0x1E921, (0x1E943,)),
 )
 
-# Code points outside the Basic Multilingual Plane's surrogates, in order.
+
+# UTF-16 surrogates are not characters: UTF-8 text cannot hold them.
 _SURROGATES = range(0xD800, 0xE000)
 
 

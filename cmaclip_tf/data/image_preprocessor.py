@@ -38,7 +38,8 @@ class ImagePreprocessor(tf.Module):
 
     ```python
     preprocessor = ImagePreprocessor(64)
-    images = preprocessor(tf.constant([jpeg_bytes, png_bytes]))  # [2, 64, 64, 3]
+    images = preprocessor(tf.constant([jpeg_bytes, png_bytes]))
+    images.shape  # (2, 64, 64, 3)
     ```
     """
 
@@ -71,10 +72,14 @@ class ImagePreprocessor(tf.Module):
         return cls(height, mean=mean, std=std, **kwargs)
 
     def get_config(self):
-        return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
+        return {
+            "image_size": self.image_size,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     def __call__(self, encoded_images):
-        """Encoded images `[batch]` (string) to float32 `[batch, size, size, 3]`."""
+        """Encoded images `[batch]` to float32 `[batch, size, size, 3]`."""
         encoded_images = tf.convert_to_tensor(encoded_images, tf.string)
         size = self.image_size
         return tf.map_fn(
@@ -98,7 +103,7 @@ class ImagePreprocessor(tf.Module):
         return self.normalize(image)
 
     def decode(self, encoded_image):
-        """Decodes one JPEG/PNG/GIF/BMP/WebP to uint8 RGB `[height, width, 3]`."""
+        """Decodes a JPEG/PNG/GIF/BMP/WebP to uint8 RGB `[height, width, 3]`."""
         encoded_image = tf.convert_to_tensor(encoded_image, tf.string)
         # The first 12 bytes, zero-padded so that short input reads safely.
         head = tf.strings.join(
@@ -146,23 +151,29 @@ class ImagePreprocessor(tf.Module):
         new_width = tf.where(height <= width, new_long, size)
         image = tf.cast(image, tf.float32)
         # PIL: width pass, round to uint8, height pass, round to uint8. A pass
-        # to the same size is the identity for this kernel.
-        image = tf.image.resize(
-            image, tf.stack([height, new_width]), "bicubic", antialias=True
+        # to the same size is the identity for this kernel, so it is skipped.
+        image = tf.cond(
+            tf.equal(new_width, width),
+            lambda: image,
+            lambda: _resize(image, tf.stack([height, new_width])),
         )
-        image = _to_uint8_range(image)
-        image = tf.image.resize(
-            image, tf.stack([new_height, new_width]), "bicubic", antialias=True
+        return tf.cond(
+            tf.equal(new_height, height),
+            lambda: image,
+            lambda: _resize(image, tf.stack([new_height, new_width])),
         )
-        return _to_uint8_range(image)
 
     def center_crop(self, image):
-        """Square center crop of `image_size`, offsets rounded as torchvision."""
+        """Square center crop of `image_size`, offsets as torchvision."""
         shape = tf.shape(image)
         size = self.image_size
         # Python's round() is half-to-even, as tf.round.
-        top = tf.cast(tf.round(tf.cast(shape[0] - size, tf.float64) / 2.0), tf.int32)
-        left = tf.cast(tf.round(tf.cast(shape[1] - size, tf.float64) / 2.0), tf.int32)
+        top = tf.cast(
+            tf.round(tf.cast(shape[0] - size, tf.float64) / 2.0), tf.int32
+        )
+        left = tf.cast(
+            tf.round(tf.cast(shape[1] - size, tf.float64) / 2.0), tf.int32
+        )
         image = tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
         return tf.ensure_shape(image, [size, size, 3])
 
@@ -178,13 +189,16 @@ def _per_channel(values):
     return values * 3 if len(values) == 1 else values
 
 
-def _to_uint8_range(image):
+def _resize(image, size):
+    image = tf.image.resize(image, size, "bicubic", antialias=True)
     return tf.clip_by_value(tf.round(image), 0.0, 255.0)
 
 
 def _decode_jpeg(encoded_image):
-    # PIL's libjpeg uses the accurate integer IDCT; TF's default is the fast one.
-    return tf.io.decode_jpeg(encoded_image, channels=3, dct_method="INTEGER_ACCURATE")
+    # PIL's libjpeg uses the accurate integer IDCT; TF defaults to the fast.
+    return tf.io.decode_jpeg(
+        encoded_image, channels=3, dct_method="INTEGER_ACCURATE"
+    )
 
 
 def _decode_bmp(encoded_image):

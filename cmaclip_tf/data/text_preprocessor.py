@@ -142,18 +142,28 @@ class TextPreprocessor(tf.Module):
         # === Tables ===
         byte_chars = bytes_to_unicode()
         self._inner_byte_ids = tf.constant(
-            [vocabulary.get(byte_chars[b], self.unknown_token_id)
-             for b in range(256)],
+            [
+                vocabulary.get(byte_chars[b], self.unknown_token_id)
+                for b in range(256)
+            ],
             tf.int64,
         )
         self._final_byte_ids = tf.constant(
-            [vocabulary.get(byte_chars[b] + END_OF_WORD, self.unknown_token_id)
-             for b in range(256)],
+            [
+                vocabulary.get(
+                    byte_chars[b] + END_OF_WORD, self.unknown_token_id
+                )
+                for b in range(256)
+            ],
             tf.int64,
         )
         merge_values = {}
         for rank, (a, b) in enumerate(read_merges(merges)):
-            if a not in vocabulary or b not in vocabulary or a + b not in vocabulary:
+            if (
+                a not in vocabulary
+                or b not in vocabulary
+                or a + b not in vocabulary
+            ):
                 raise ValueError(
                     f"Merge rule {a!r} {b!r} uses a token that is not in the "
                     "vocabulary."
@@ -240,7 +250,9 @@ class TextPreprocessor(tf.Module):
             shape=[None, length],
         )
         num_tokens = tokens.row_lengths() + 2
-        padding_mask = tf.range(length, dtype=tf.int64)[None, :] < num_tokens[:, None]
+        padding_mask = (
+            tf.range(length, dtype=tf.int64)[None, :] < num_tokens[:, None]
+        )
         return {
             "token_ids": tf.cast(token_ids, tf.int32),
             "padding_mask": padding_mask,
@@ -292,9 +304,10 @@ class TextPreprocessor(tf.Module):
             texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
         )
         valid = tf.equal(repaired, texts)
+        # The message names the row; the bytes themselves would not print.
         check = tf.debugging.Assert(
             tf.reduce_all(valid),
-            ["Text is not valid UTF-8:", tf.boolean_mask(texts, ~valid)[:1]],
+            ["Text is not valid UTF-8 at batch index", tf.where(~valid)[:1, 0]],
         )
         with tf.control_dependencies([check]):
             return tf.identity(texts)
@@ -316,7 +329,9 @@ class TextPreprocessor(tf.Module):
         """
         word_bytes = tf.strings.bytes_split(words)
         values = tf.cast(
-            tf.reshape(tf.io.decode_raw(word_bytes.flat_values, tf.uint8), [-1]),
+            tf.reshape(
+                tf.io.decode_raw(word_bytes.flat_values, tf.uint8), [-1]
+            ),
             tf.int64,
         )
         word_ids = word_bytes.value_rowids()
@@ -344,11 +359,14 @@ class TextPreprocessor(tf.Module):
             active = best < _NO_MERGE
             size = tf.size(packed, out_type=tf.int64)
             candidates = tf.where(
-                tf.equal(packed, tf.gather(best, pair_words)) & (packed < _NO_MERGE),
+                tf.equal(packed, tf.gather(best, pair_words))
+                & (packed < _NO_MERGE),
                 tf.range(size),
                 size,
             )
-            first = tf.math.unsorted_segment_min(candidates, pair_words, num_words)
+            first = tf.math.unsorted_segment_min(
+                candidates, pair_words, num_words
+            )
             merge_at = tf.boolean_mask(first, active)[:, None]
             merged_ids = tf.boolean_mask(best, active) % _ID_LIMIT
             ids = tf.tensor_scatter_nd_update(ids, merge_at, merged_ids)
@@ -377,14 +395,15 @@ class TextPreprocessor(tf.Module):
         return ids, word_ids
 
 
-
 def _split_on_token(pieces, special_ids, token, token_id):
     """Cuts each non-special piece at every occurrence of `token`.
 
     Returns the new flat pieces, their special ids (`token_id` for the cut
     out tokens, -1 for text) and the index of the piece each came from.
     """
-    segments = tf.strings.split(tf.where(special_ids >= 0, "", pieces), sep=token)
+    segments = tf.strings.split(
+        tf.where(special_ids >= 0, "", pieces), sep=token
+    )
     parents = segments.value_rowids()
     is_last = tf.equal(
         tf.range(tf.size(parents, out_type=tf.int64)),
@@ -393,10 +412,17 @@ def _split_on_token(pieces, special_ids, token, token_id):
     parent_ids = tf.gather(special_ids, parents)
     # Each segment, then the token it was cut at (none after the last).
     texts = tf.reshape(
-        tf.stack([segments.flat_values, tf.fill(tf.shape(parents), "")], 1), [-1]
+        tf.stack([segments.flat_values, tf.fill(tf.shape(parents), "")], 1),
+        [-1],
     )
     ids = tf.reshape(
-        tf.stack([parent_ids, tf.fill(tf.shape(parents), tf.constant(token_id, tf.int64))], 1),
+        tf.stack(
+            [
+                parent_ids,
+                tf.fill(tf.shape(parents), tf.constant(token_id, tf.int64)),
+            ],
+            1,
+        ),
         [-1],
     )
     keep = tf.reshape(tf.stack([tf.ones_like(is_last), ~is_last], 1), [-1])
