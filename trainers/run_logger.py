@@ -55,6 +55,15 @@ class RunLogger:
         for writer in self._writers.values():
             writer.flush()
 
+    def bad_records(self, stage, step, counts):
+        """Skipped records per split and reason (`{split: {reason: n}}`)."""
+        if not self.enabled:
+            return
+        with self._writer(stage, "train").as_default():
+            for split, reasons in counts.items():
+                for reason, count in reasons.items():
+                    tf.summary.scalar(f"bad_records/{split}/{reason}", count, step=step)
+
     def image(self, stage, name, images, step):
         """Logs images `[N, H, W, C]` in [0, 1] (e.g. attention maps)."""
         if not self.enabled:

@@ -192,6 +192,10 @@ class TrainingRun:
                 for t, m in metrics.items()
             )
             self.log(f"[{stage}] validation {summary}; score {score:.4f}")
+            bad_records = self.data.bad_record_counts()
+            if any(bad_records.values()):
+                self.log(f"[{stage}] bad records skipped so far: {bad_records}")
+            self.logger.bad_records(stage, global_step, bad_records)
             if score > float(checkpoints.best_score):
                 checkpoints.save_best(
                     score, {"epoch": epoch + 1, "score": score, "validation": metrics}
