@@ -13,7 +13,9 @@ serve function per input type:
 
 Both return, per task, `{task}_probabilities` (float32 `[batch, classes]`),
 `{task}_label` (string `[batch]`), `{task}_score` (float32 `[batch]`, the
-top probability) and `{task}_image_weight` (float32 `[batch]`, λ).
+top probability), `{task}_accepted` (bool `[batch]`: the score reaches the
+threshold picked on validation for 90% precision) and `{task}_image_weight`
+(float32 `[batch]`, λ).
 
 The graph holds only core TensorFlow and TensorFlow Text ops, which stock
 `tensorflow_model_server` links. The label vocabularies (one
@@ -66,6 +68,10 @@ class CMACLIPExportModule:
             copies them into its assets.
         max_text_bytes: int. Longest text `serving_default` accepts, in
             UTF-8 bytes (0: no limit).
+        score_thresholds: dict of task to the top-1 score from which a
+            prediction is accepted (`{task}_accepted`), picked on validation
+            for 90% precision; `None` accepts nothing; a task missing from
+            the dict accepts everything.
 
     Example:
     ```python
@@ -86,6 +92,7 @@ class CMACLIPExportModule:
         sequence_length,
         labels_dir,
         max_text_bytes=DEFAULT_MAX_TEXT_BYTES,
+        score_thresholds=None,
     ):
         self.model = model
         self.text_preprocessor = text_preprocessor
@@ -95,6 +102,11 @@ class CMACLIPExportModule:
         self.image_size = tuple(int(s) for s in image_size)
         self.sequence_length = int(sequence_length)
         self.max_text_bytes = int(max_text_bytes)
+        score_thresholds = score_thresholds or {}
+        self.score_thresholds = {
+            task: _acceptance_threshold(score_thresholds, task)
+            for task in self.tasks
+        }
         self.label_tables = {}
         for task, labels in self.label_vocabularies.items():
             path = os.path.join(labels_dir, f"labels_{task}.txt")
@@ -121,6 +133,7 @@ class CMACLIPExportModule:
             image_size=bundle.image_size,
             sequence_length=bundle.sequence_length,
             labels_dir=labels_dir,
+            score_thresholds=bundle.metadata.get("score_thresholds"),
             **kwargs,
         )
 
@@ -170,7 +183,9 @@ class CMACLIPExportModule:
             result[f"{task}_label"] = self.label_tables[task].lookup(
                 tf.argmax(probabilities, axis=-1)
             )
-            result[f"{task}_score"] = tf.reduce_max(probabilities, axis=-1)
+            score = tf.reduce_max(probabilities, axis=-1)
+            result[f"{task}_score"] = score
+            result[f"{task}_accepted"] = score >= self.score_thresholds[task]
             result[f"{task}_image_weight"] = tf.cast(
                 outputs[f"{task}_image_weight"], tf.float32
             )
@@ -225,6 +240,14 @@ class CMACLIPExportModule:
             tf.saved_model.Asset(path) for path in asset_paths
         ]
         return archive
+
+
+def _acceptance_threshold(score_thresholds, task):
+    if task not in score_thresholds:
+        return 0.0  # No threshold picked: accept every prediction.
+    if score_thresholds[task] is None:
+        return 2.0  # None reached the precision; probabilities never exceed 1.
+    return float(score_thresholds[task])
 
 
 # === Writing versions ===

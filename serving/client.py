@@ -29,6 +29,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 LABEL_SUFFIX = "_label"
 SCORE_SUFFIX = "_score"
 IMAGE_WEIGHT_SUFFIX = "_image_weight"
+ACCEPTED_SUFFIX = "_accepted"
 
 
 def make_predict_request(
@@ -61,7 +62,11 @@ def make_predict_request(
 
 
 def parse_predict_response(response):
-    """One dict per row: `{task: {"label", "score", "image_weight"}}`."""
+    """One dict per row: `{task: {"label", "score", "image_weight", "accepted"}}`.
+
+    `accepted` (whether the score reaches the export's 90%-precision
+    threshold) is present when the served model returns it.
+    """
     outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
     tasks = sorted(
         key[: -len(LABEL_SUFFIX)] for key in outputs if key.endswith(LABEL_SUFFIX)
@@ -79,6 +84,8 @@ def parse_predict_response(response):
                 "score": float(outputs[task + SCORE_SUFFIX][index]),
                 "image_weight": float(outputs[task + IMAGE_WEIGHT_SUFFIX][index]),
             }
+            if task + ACCEPTED_SUFFIX in outputs:
+                row[task]["accepted"] = bool(outputs[task + ACCEPTED_SUFFIX][index])
         rows.append(row)
     return rows
 
@@ -180,11 +187,16 @@ def _read_bytes(path):
 def print_result(result, out=None):
     out = out or sys.stdout
     width = max(len("task"), *(len(task) for task in result))
-    out.write(f"{'task':<{width}}  {'label':<20} {'score':>7} {'λ(image)':>9}\n")
+    out.write(
+        f"{'task':<{width}}  {'label':<20} {'score':>7} {'λ(image)':>9} "
+        f"{'accepted':>8}\n"
+    )
     for task, value in result.items():
+        accepted = value.get("accepted")
         out.write(
             f"{task:<{width}}  {value['label']:<20} {value['score']:>7.4f} "
-            f"{value['image_weight']:>9.4f}\n"
+            f"{value['image_weight']:>9.4f} "
+            f"{'-' if accepted is None else ('yes' if accepted else 'no'):>8}\n"
         )
 
 
@@ -194,7 +206,8 @@ def write_csv(results, out):
     tasks = next((list(result) for _, _, result, _ in results if result), [])
     fields = ["image", "text"]
     for task in tasks:
-        fields += [f"{task}_label", f"{task}_score", f"{task}_image_weight"]
+        fields += [f"{task}_label", f"{task}_score", f"{task}_image_weight",
+                   f"{task}_accepted"]
     fields.append("error")
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
@@ -204,6 +217,7 @@ def write_csv(results, out):
             row[f"{task}_label"] = value["label"]
             row[f"{task}_score"] = f"{value['score']:.6f}"
             row[f"{task}_image_weight"] = f"{value['image_weight']:.6f}"
+            row[f"{task}_accepted"] = value.get("accepted", "")
         writer.writerow(row)
 
 

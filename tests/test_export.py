@@ -373,6 +373,19 @@ def test_predict_tensors_equals_model(exported, loaded):
         ]
 
 
+def test_accepted_applies_the_validation_thresholds(exported, loaded):
+    outputs = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([exported.images["jpeg"], exported.images["png"]]),
+        text=tf.constant(tiny_export.TEXTS),
+    )
+    color_score = outputs["color_score"].numpy()
+    np.testing.assert_array_equal(
+        outputs["color_accepted"].numpy(), color_score >= 0.34
+    )
+    # No threshold reached the precision on validation: accept nothing.
+    np.testing.assert_array_equal(outputs["pattern_accepted"].numpy(), [False, False])
+
+
 def test_serving_default_rejects_bad_batches_in_graph(loaded):
     serve = loaded.signatures["serving_default"]
     jpeg = tiny_export.sample_images()["jpeg"]

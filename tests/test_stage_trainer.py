@@ -108,3 +108,25 @@ def test_unlabelled_examples_add_no_gradient(synthetic):
     for variable, gradient in zip(trainer._variables, gradients):
         if id(variable) in style_head:
             assert gradient is None or float(tf.reduce_max(tf.abs(gradient))) == 0.0
+
+
+def test_score_thresholds_on_a_hand_made_case():
+    from trainers.stage_trainer import score_thresholds
+
+    # Top-1 scores 0.9 (right), 0.8 (right), 0.7 (wrong), 0.6 (right); one
+    # unlabelled row that must not count.
+    probabilities = np.array(
+        [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.95, 0.05]]
+    )
+    predictions = {
+        "color_probabilities": probabilities,
+        "color_label": np.array([0, 1, 1, 1, -1]),
+        "color_image_weight": np.zeros(5),
+        "style_probabilities": probabilities[:2],
+        "style_label": np.array([1, 0]),  # Both wrong.
+        "style_image_weight": np.zeros(2),
+    }
+    thresholds = score_thresholds(predictions, ["color", "style"], precision=0.75)
+    # Emitting down to 0.6 gives 3/4 = 0.75 precision, the most recall.
+    assert thresholds["color"] == pytest.approx(0.6)
+    assert thresholds["style"] is None

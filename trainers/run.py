@@ -53,9 +53,16 @@ def build_parser():
     model.add_argument("--clip-preset", help="keras-hub CLIP preset name or "
                        "local preset folder (overrides the model config's).")
     model.add_argument("--variant", default="full",
-                       choices=["full", "no_ma", "no_ma_sa"],
-                       help="full CMA-CLIP, or the paper's ablations: without "
-                       "modality attention, without both attentions.")
+                       choices=["full", "no_ma", "no_ma_sa", "clip_linear",
+                                "zero_shot"],
+                       help="full CMA-CLIP; the paper's ablations no_ma "
+                       "(without modality attention) and no_ma_sa (without "
+                       "both attentions); the baselines clip_linear "
+                       "(fine-tuned CLIP: pooled embeddings into a linear "
+                       "head) and zero_shot (CLIP with class prompts, no "
+                       "training).")
+    model.add_argument("--prompt", default="a photo of a {label}",
+                       help="zero_shot: the prompt template of a class.")
 
     training = parser.add_argument_group("training")
     training.add_argument("--stage", default="all",

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from cmaclip_tf.metrics import recall_at_precision
+from cmaclip_tf.metrics import score_threshold_at_precision
 from cmaclip_tf.multi_task_loss import masked_cross_entropy_sum
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -88,6 +89,8 @@ class StageTrainer:
         return self.model.fuse(clip_features, training=False)
 
     def _forward(self, features, training):
+        if not hasattr(self.model, "fuse"):
+            return self.model(features, training=training)  # E.g. zero-shot.
         # Frozen parts always run in inference mode, so that the cached and
         # uncached paths compute the same thing.
         if "image_embedding" in features:
@@ -225,3 +228,25 @@ def evaluate_predictions(predictions, tasks, precision=TARGET_PRECISION):
             "image_weight_std": float(image_weight.std()),
         }
     return metrics
+
+
+def score_thresholds(predictions, tasks, precision=TARGET_PRECISION):
+    """Per task, the lowest top-1 score at which predictions reach `precision`.
+
+    Picked on validation predictions; `None` where no threshold reaches it
+    (then nothing is accepted).
+    """
+    thresholds = {}
+    for task in tasks:
+        if not predictions:
+            thresholds[task] = None
+            continue
+        labels = predictions[f"{task}_label"]
+        labelled = labels >= 0
+        probabilities = predictions[f"{task}_probabilities"][labelled]
+        correct = probabilities.argmax(-1) == labels[labelled]
+        threshold = score_threshold_at_precision(
+            probabilities.max(-1), correct, precision
+        )
+        thresholds[task] = None if np.isinf(threshold) else threshold
+    return thresholds

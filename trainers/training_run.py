@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from cmaclip_tf.models import create_cma_clip
+from cmaclip_tf.models import get_model_config
+from cmaclip_tf.models import load_clip
 from trainers import distribution
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
@@ -18,7 +20,9 @@ from trainers.run_logger import RunLogger
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import STAGES
 from trainers.stage_schedule import previous_stage
+from trainers.stage_trainer import TARGET_PRECISION
 from trainers.stage_trainer import StageTrainer
+from trainers.stage_trainer import score_thresholds
 
 
 
@@ -67,8 +71,11 @@ class TrainingRun:
         if self.chief:
             self.data.save_labels(self.workdir)
         results = {}
-        for stage in self.stages_to_run():
-            results[stage] = self.run_stage(stage)
+        if self.args.variant == "zero_shot":
+            results["zero_shot"] = self.run_zero_shot()
+        else:
+            for stage in self.stages_to_run():
+                results[stage] = self.run_stage(stage)
         self.write_metrics()
         self.log(self.summary_table(results))
         self.log(f"Done in {time.time() - started:.0f} s; workdir: {self.workdir}")
@@ -206,6 +213,37 @@ class TrainingRun:
         return self.finish_stage(stage, model, trainer, checkpoints, clip, config,
                                  batch_size, cached)
 
+    def run_zero_shot(self):
+        """Evaluates CLIP with class prompts; nothing trains."""
+        from cmaclip_tf.models.zero_shot_clip import ZeroShotCLIP
+        from cmaclip_tf.models.zero_shot_clip import class_prompts
+
+        config = get_model_config(self.args.model)
+        self.model_config = config
+        with self.strategy.scope():
+            clip = load_clip(self.args.clip_preset or config["clip_preset"])
+            self.data.prepare(clip, config)
+            prompt_ids = {
+                task: self.data.text_preprocessor(
+                    class_prompts(names, self.args.prompt)
+                )["token_ids"].numpy()
+                for task, names in self.data.tasks.items()
+            }
+            model = ZeroShotCLIP(clip.backbone, prompt_ids)
+        trainer = StageTrainer(model, STAGES["tuning"], self.strategy, 0.0, 0.0)
+        batch_size = self.args.batch_size or config["training"]["batch_size"]
+        result = {}
+        for split in ("validation", "test"):
+            dataset = self.strategy.experimental_distribute_dataset(
+                self.data.eval_batches(split, batch_size)
+            )
+            result[split] = trainer_metrics(trainer.predict(dataset), self.tasks)
+        if self.chief:
+            stage_dir = os.path.join(self.workdir, "zero_shot")
+            os.makedirs(stage_dir, exist_ok=True)
+            write_json(os.path.join(stage_dir, "done.json"), result)
+        return result
+
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
                      batch_size, cached):
         if os.path.isfile(checkpoints.best_weights_path):
@@ -215,12 +253,19 @@ class TrainingRun:
             dataset = self.strategy.experimental_distribute_dataset(
                 self.data.eval_batches(split, batch_size, trainer, cached)
             )
-            result[split] = trainer_metrics(trainer.predict(dataset), self.tasks)
+            predictions = trainer.predict(dataset)
+            result[split] = trainer_metrics(predictions, self.tasks)
+            if split == "validation":
+                thresholds = score_thresholds(predictions, self.tasks)
+        result["score_thresholds"] = thresholds
         if self.chief:
+            write_json(os.path.join(self.workdir, "score_thresholds.json"), thresholds)
             self.data.save_inference_bundle(
                 os.path.join(self.workdir, "inference"), model, clip, config,
                 {"stage": stage, "variant": self.args.variant,
-                 "model": config["name"], "dataset": self.args.dataset},
+                 "model": config["name"], "dataset": self.args.dataset,
+                 "score_thresholds": thresholds,
+                 "target_precision": TARGET_PRECISION},
             )
         checkpoints.mark_done(result)
         return result
@@ -256,7 +301,7 @@ class TrainingRun:
         if not self.chief:
             return
         payload = {"stages": {}, "bad_records": self.data.bad_record_counts()}
-        for stage in STAGE_ORDER:
+        for stage in (*STAGE_ORDER, "zero_shot"):
             path = os.path.join(self.workdir, stage, "done.json")
             if os.path.isfile(path):
                 with open(path) as f:
