@@ -230,52 +230,59 @@ class TextPreprocessor(tf.Module):
     def tokenize(self, texts):
         """BPE token ids without start, end or padding, ragged [batch, None]."""
         texts = tf.convert_to_tensor(texts, tf.string)
-        return self._tokenize(texts, max_words=None)
+        ids, rows = self._tokenize(texts, max_tokens=None)
+        return tf.RaggedTensor.from_value_rowids(
+            ids, rows, nrows=tf.size(texts, out_type=tf.int64)
+        )
 
     # === Steps ===
 
     def _preprocess(self, texts):
         length = self.sequence_length
-        tokens = self._tokenize(texts, max_words=length - 2)[:, : length - 2]
-        batch = tf.shape(texts, out_type=tf.int64)[0]
-        start = tf.RaggedTensor.from_tensor(
-            tf.fill([batch, 1], tf.constant(self.start_token_id, tf.int64))
+        batch = tf.size(texts, out_type=tf.int64)
+        ids, rows = self._tokenize(texts, max_tokens=length - 2)
+        # Token k of a text goes to column k + 1, after the start token.
+        columns = _rank_in_row(rows, batch) + 1
+        token_ids = tf.tensor_scatter_nd_update(
+            tf.fill(
+                tf.stack([batch, length]),
+                tf.constant(self.pad_token_id, tf.int64),
+            ),
+            tf.stack([rows, columns], axis=1),
+            ids,
         )
-        end = tf.RaggedTensor.from_tensor(
-            tf.fill([batch, 1], tf.constant(self.end_token_id, tf.int64))
+        num_tokens = tf.math.bincount(
+            rows, minlength=batch, maxlength=batch, dtype=tf.int64
         )
-        packed = tf.concat([start, tokens, end], axis=1)
-        token_ids = packed.to_tensor(
-            default_value=tf.constant(self.pad_token_id, tf.int64),
-            shape=[None, length],
-        )
-        num_tokens = tokens.row_lengths() + 2
-        padding_mask = (
-            tf.range(length, dtype=tf.int64)[None, :] < num_tokens[:, None]
+        positions = tf.range(length, dtype=tf.int64)[None, :]
+        start = tf.constant(self.start_token_id, tf.int64)
+        end = tf.constant(self.end_token_id, tf.int64)
+        token_ids = tf.where(tf.equal(positions, 0), start, token_ids)
+        token_ids = tf.where(
+            tf.equal(positions, num_tokens[:, None] + 1), end, token_ids
         )
         return {
             "token_ids": tf.cast(token_ids, tf.int32),
-            "padding_mask": padding_mask,
+            "padding_mask": positions < num_tokens[:, None] + 2,
         }
 
-    def _tokenize(self, texts, max_words):
+    def _tokenize(self, texts, max_tokens):
+        """Flat token ids and the text row of each, at most `max_tokens` a row."""
         texts = self._assert_utf8(texts)
+        num_texts = tf.size(texts, out_type=tf.int64)
         # Special tokens are matched in the raw text, before normalization.
-        flat_pieces = texts
+        pieces = texts
         piece_special_ids = tf.fill(tf.shape(texts), tf.constant(-1, tf.int64))
-        piece_rows = tf.range(tf.size(texts, out_type=tf.int64))
+        piece_rows = tf.range(num_texts)
         for token, token_id in (
             (END_TOKEN, self.end_token_id),
             (START_TOKEN, self.start_token_id),
         ):
-            flat_pieces, piece_special_ids, parents = _split_on_token(
-                flat_pieces, piece_special_ids, token, token_id
+            pieces, piece_special_ids, parents = _split_on_token(
+                pieces, piece_special_ids, token, token_id
             )
             piece_rows = tf.gather(piece_rows, parents)
-        pieces = tf.RaggedTensor.from_value_rowids(
-            flat_pieces, piece_rows, nrows=tf.size(texts, out_type=tf.int64)
-        )
-        normalized = self._normalize(flat_pieces)
+        normalized = self._normalize(pieces)
         # A special token stays one word: "x" holds its place until BPE.
         normalized = tf.where(piece_special_ids >= 0, "x", normalized)
         # Spaces around every match of CLIP's pattern, then a split at
@@ -283,21 +290,23 @@ class TextPreprocessor(tf.Module):
         piece_words = tf.strings.split(
             tf.strings.regex_replace(normalized, WORD_PATTERN, r" \0 ")
         )
-        words = pieces.with_flat_values(piece_words).merge_dims(1, 2)
-        special_ids = words.with_flat_values(
-            tf.gather(piece_special_ids, piece_words.value_rowids())
-        )
-        if max_words is not None:
+        words = piece_words.flat_values
+        word_pieces = piece_words.value_rowids()
+        word_rows = tf.gather(piece_rows, word_pieces)
+        special_ids = tf.gather(piece_special_ids, word_pieces)
+        if max_tokens is not None:
             # Each word gives at least one token: later words are cut anyway.
-            words = words[:, :max_words]
-            special_ids = special_ids[:, :max_words]
-        token_ids, token_words = self._byte_pair_encode(
-            words.flat_values, special_ids.flat_values
-        )
-        text_rows = tf.gather(words.value_rowids(), token_words)
-        return tf.RaggedTensor.from_value_rowids(
-            token_ids, text_rows, nrows=words.nrows()
-        )
+            keep = _rank_in_row(word_rows, num_texts) < max_tokens
+            words = tf.boolean_mask(words, keep)
+            word_rows = tf.boolean_mask(word_rows, keep)
+            special_ids = tf.boolean_mask(special_ids, keep)
+        ids, token_words = self._byte_pair_encode(words, special_ids)
+        rows = tf.gather(word_rows, token_words)
+        if max_tokens is not None:
+            keep = _rank_in_row(rows, num_texts) < max_tokens
+            ids = tf.boolean_mask(ids, keep)
+            rows = tf.boolean_mask(rows, keep)
+        return ids, rows
 
     def _assert_utf8(self, texts):
         repaired = tf.strings.unicode_transcode(
@@ -393,6 +402,15 @@ class TextPreprocessor(tf.Module):
             ),
         )
         return ids, word_ids
+
+
+def _rank_in_row(rows, num_rows):
+    """Position of each element within its row (`rows` sorted)."""
+    counts = tf.math.bincount(
+        rows, minlength=num_rows, maxlength=num_rows, dtype=tf.int64
+    )
+    starts = tf.cumsum(counts, exclusive=True)
+    return tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(starts, rows)
 
 
 def _split_on_token(pieces, special_ids, token, token_id):

@@ -1,0 +1,97 @@
+"""Checks encoded images with the graph's own decoder, before tf.data sees them.
+
+A corrupt image would stop a tf.data pipeline with an error that names no
+file, and `ignore_errors()` would drop it silently. So readers decode each
+image once in Python with exactly the decoder the training graph and the
+exported model use (`ImagePreprocessor.decode`); what fails is reported as a
+bad record with its file and row, and never reaches the graph. Results are
+cached per file (path, size, modification time), so only the first epoch pays.
+"""
+
+import os
+import threading
+
+import tensorflow as tf
+
+from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
+
+
+class ImageValidator:
+    """Decodes encoded images to tell good from corrupt; caches per file.
+
+    Example:
+
+    ```python
+    validator = ImageValidator()
+    validator.check(b"not an image")  # "Invalid image: expected JPEG, ..."
+    validator.check(png_bytes)  # None
+    ```
+    """
+
+    def __init__(self):
+        decoder = ImagePreprocessor(image_size=1)
+        # Traced once here: worker threads then share one concrete function.
+        self._decoded_shape = tf.function(
+            lambda data: tf.shape(decoder.decode(data)),
+            input_signature=[tf.TensorSpec([], tf.string)],
+        ).get_concrete_function()
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    def check(self, data):
+        """`None` for a decodable image, else what was wrong (a string)."""
+        if not data:
+            return "empty file"
+        try:
+            height, width, _ = self._decoded_shape(tf.constant(data)).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            return _first_line(error.message)
+        if height < 1 or width < 1:
+            return f"decoded to an empty {height}x{width} image"
+        return None
+
+    def read(self, path):
+        """Reads and checks an image file.
+
+        Returns:
+            `(data, None)` for a good image, `(None, detail)` for a missing or
+            corrupt one; `detail` starts with "missing" for a missing file.
+        """
+        return self._read(path, need_data=True)
+
+    def check_file(self, path):
+        """`None` for a good image file, else what is wrong (as `read`).
+
+        A file already checked (same size and modification time) is not
+        read again.
+        """
+        return self._read(path, need_data=False)[1]
+
+    def _read(self, path, need_data):
+        try:
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns)
+            with self._lock:
+                cached = self._cache.get(key, ...)
+            if cached is not ... and not need_data:
+                return None, cached
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as error:
+            return None, f"missing: {error.strerror or error}"
+        if cached is ...:
+            cached = self.check(data)
+            with self._lock:
+                self._cache[key] = cached
+        return (None, cached) if cached is not None else (data, None)
+
+
+def _first_line(message):
+    # "{{function_node ...}} <reason>\n\t [[{{node ...}}]] [Op:...]" -> reason.
+    reason = message.strip().splitlines()[0] if message.strip() else message
+    if reason.startswith("{{") and "}}" in reason:
+        reason = reason.split("}}", 1)[1].strip()
+    reason = reason.split(" [Op:")[0]
+    if reason.startswith("assertion failed: [") and reason.endswith("]"):
+        reason = reason[len("assertion failed: [") : -1]
+    return reason

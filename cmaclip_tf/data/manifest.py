@@ -1,0 +1,163 @@
+"""Multi-task manifests: CSV or JSON Lines files of image, text and labels.
+
+Columns: `image` (a path relative to the manifest's folder, or absolute),
+`text`, then one column per task. An empty label (or JSON `null`, or a
+missing key in JSON Lines) means "no label for this task": the example adds
+no loss for it (label -1). A CSV needs a header row; `.jsonl`/`.json` files
+hold one JSON object per line.
+
+Label vocabularies come from the training manifest (or are passed in, from a
+saved run); a label outside them in any split is a bad record naming the
+file and row.
+"""
+
+import csv
+import json
+import os
+
+from cmaclip_tf.data import bad_records
+from cmaclip_tf.data.file_records import FileRecord
+
+IMAGE_COLUMN = "image"
+TEXT_COLUMN = "text"
+
+
+def manifest_tasks(path):
+    """The task columns of a manifest: every column but `image` and `text`."""
+    columns = _columns(path)
+    return [c for c in columns if c not in (IMAGE_COLUMN, TEXT_COLUMN)]
+
+
+def read_manifest(path, tasks=None):
+    """Parses a manifest into `FileRecord`s (rows are checked when streamed).
+
+    Args:
+        path: a `.csv`, `.jsonl` or `.json` file.
+        tasks: task columns to read; default: all but `image` and `text`.
+
+    Returns:
+        `(records, tasks)`.
+
+    Raises:
+        FileNotFoundError: no such manifest.
+        ValueError: the header lacks `image`, `text` or a requested task.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Manifest {path} not found; pass a CSV or JSON Lines file with "
+            "columns image, text and one per task (--manifest)."
+        )
+    columns = _columns(path)
+    missing = [c for c in (IMAGE_COLUMN, TEXT_COLUMN) if c not in columns]
+    if missing:
+        raise ValueError(
+            f"Manifest {path} has no {' or '.join(missing)} column; its columns "
+            f"are {columns}. Expected image, text and one column per task."
+        )
+    available = [c for c in columns if c not in (IMAGE_COLUMN, TEXT_COLUMN)]
+    tasks = list(tasks) if tasks is not None else available
+    if not tasks:
+        raise ValueError(
+            f"Manifest {path} has no task columns besides image and text."
+        )
+    unknown = [t for t in tasks if t not in available and not _is_jsonl(path)]
+    if unknown:
+        raise ValueError(
+            f"Manifest {path} has no column for task(s) {unknown}; its task "
+            f"columns are {available}."
+        )
+    rows = _jsonl_rows(path) if _is_jsonl(path) else _csv_rows(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    records = []
+    for line, row, problem in rows:
+        location = f"{path}:{line}"
+        if problem is not None:
+            records.append(FileRecord("", "", {}, location, problem))
+            continue
+        image = row.get(IMAGE_COLUMN)
+        if image in (None, ""):
+            records.append(
+                FileRecord(
+                    "",
+                    "",
+                    {},
+                    location,
+                    (bad_records.MISSING_IMAGE, "the image column is empty"),
+                )
+            )
+            continue
+        text = row.get(TEXT_COLUMN)
+        text = "" if text is None else str(text)
+        labels = {task: _label(row.get(task)) for task in tasks}
+        records.append(
+            FileRecord(os.path.join(folder, str(image)), text, labels, location)
+        )
+    return records, tasks
+
+
+def _label(value):
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _is_jsonl(path):
+    return path.endswith((".jsonl", ".json"))
+
+
+def _columns(path):
+    if _is_jsonl(path):
+        columns = []
+        for _, row, problem in _jsonl_rows(path):
+            if problem is None:
+                columns += [k for k in row if k not in columns]
+        return columns
+    with open(
+        path, newline="", encoding="utf-8", errors="surrogateescape"
+    ) as f:
+        return next(csv.reader(f), [])
+
+
+def _csv_rows(path):
+    """`(line, {column: value}, problem)` per data row; problems: bad rows."""
+    with open(
+        path, newline="", encoding="utf-8", errors="surrogateescape"
+    ) as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                yield line, None, (
+                    bad_records.MALFORMED_ROW,
+                    f"{len(fields)} fields where the header has {len(header)}",
+                )
+                continue
+            yield line, dict(zip(header, fields)), None
+
+
+def _jsonl_rows(path):
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+            except json.JSONDecodeError as error:
+                yield line, None, (
+                    bad_records.MALFORMED_ROW,
+                    f"invalid JSON: {error.msg}",
+                )
+                continue
+            if not isinstance(row, dict):
+                yield line, None, (
+                    bad_records.MALFORMED_ROW,
+                    "not a JSON object",
+                )
+                continue
+            yield line, row, None

@@ -1,0 +1,281 @@
+"""Format-faithful dataset fixtures for the data tests, written to tmp folders.
+
+- `write_food101`: the UPMC Food-101 layout (`images/{train,test}/<class>/`,
+  `texts/{train,test}_titles.csv` without header: filename, text, class),
+  with a corrupt image, a missing image, a malformed row and an unknown
+  class in test.
+- `write_fashion_gen`: the two HDF5 files with Fashion-Gen's keys, dtypes and
+  shapes (`input_image` uint8 (N, 256, 256, 3), byte strings (N, 1)), with
+  a description that is not UTF-8 and an unknown sub-category in validation.
+- `write_manifest`: a CSV manifest with missing labels and bad rows.
+"""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+FOOD_CLASSES = ("apple_pie", "pizza", "sushi")
+FOOD_COLORS = {
+    "apple_pie": (200, 150, 60),
+    "pizza": (220, 40, 30),
+    "sushi": (240, 240, 240),
+}
+
+
+def encoded_image(
+    color=(200, 30, 40), size=(40, 30), image_format="JPEG", mode="RGB"
+):
+    """A small image with a dark square, encoded."""
+    pixels = np.empty((size[1], size[0], 3), np.uint8)
+    pixels[:] = color
+    pixels[: size[1] // 3, : size[0] // 3] = 20
+    image = Image.fromarray(pixels)
+    if mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def write_food101(root, train_per_class=6, test_per_class=2):
+    """Writes a small UPMC Food-101 folder.
+
+    Returns:
+        dict of what a reader must find: `train_rows`, `test_rows` (rows in
+        the titles files), `bad` (`{split: {reason: n}}` for the raw-file
+        reader), the `bad_test_location` of the unknown class.
+    """
+    rows = {"train": [], "test": []}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label in FOOD_CLASSES:
+            folder = os.path.join(root, "images", split, label)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                name = f"{label}_{i}.jpg"
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(
+                        encoded_image(FOOD_COLORS[label], size=(48 + i, 36))
+                    )
+                rows[split].append(
+                    [name, f"Best {label.replace('_', ' ')} recipe, {i}", label]
+                )
+    # Train: a truncated JPEG and a row whose image does not exist.
+    corrupt = os.path.join(root, "images", "train", "pizza", "pizza_0.jpg")
+    with open(corrupt, "rb") as f:
+        data = f.read()
+    with open(corrupt, "wb") as f:
+        f.write(data[: len(data) // 3])
+    rows["train"].append(["ghost.jpg", "Ghost pizza, no image", "pizza"])
+    # Test: a class never seen in train, and a row with a missing field.
+    os.makedirs(os.path.join(root, "images", "test", "ramen"), exist_ok=True)
+    with open(
+        os.path.join(root, "images", "test", "ramen", "ramen_0.jpg"), "wb"
+    ) as f:
+        f.write(encoded_image())
+    rows["test"].append(
+        ["ramen_0.jpg", 'Ramen, "quoted", with commas', "ramen"]
+    )
+    os.makedirs(os.path.join(root, "texts"), exist_ok=True)
+    for split in ("train", "test"):
+        with open(
+            os.path.join(root, "texts", f"{split}_titles.csv"), "w", newline=""
+        ) as f:
+            writer = csv.writer(f)
+            writer.writerows(rows[split])
+            if split == "test":
+                f.write("only_two_fields.jpg,sushi\n")
+    return {
+        "train_rows": len(rows["train"]),
+        "test_rows": len(rows["test"]) + 1,
+        "bad": {
+            "train": {"corrupt_image": 1, "missing_image": 1},
+            "test": {"unknown_label": 1, "malformed_row": 1},
+        },
+    }
+
+
+SUBCATEGORIES = ("JEANS", "SHORT DRESSES", "T-SHIRTS", "LEATHER JACKETS")
+CATEGORIES = {
+    "JEANS": "JEANS",
+    "SHORT DRESSES": "DRESSES",
+    "T-SHIRTS": "TOPS",
+    "LEATHER JACKETS": "JACKETS & COATS",
+}
+
+
+def write_fashion_gen(root, train_per_class=8, validation_per_class=2):
+    """Writes `fashiongen_256_256_{train,validation}.h5` into `root`.
+
+    Returns:
+        dict: `rows` per file, `subcategories` per file (row order),
+        `undecodable_train_row`, `unknown_validation_row`.
+    """
+    import h5py
+
+    os.makedirs(root, exist_ok=True)
+    info = {"rows": {}, "subcategories": {}}
+    for name, per_class in (
+        ("train", train_per_class),
+        ("validation", validation_per_class),
+    ):
+        labels = [s for s in SUBCATEGORIES for _ in range(per_class)]
+        if name == "validation":
+            labels.append("SNEAKERS")  # Not among train's sub-categories.
+        n = len(labels)
+        rng = np.random.default_rng(len(name))
+        path = os.path.join(root, f"fashiongen_256_256_{name}.h5")
+        with h5py.File(path, "w") as f:
+            images = f.create_dataset(
+                "input_image",
+                (n, 256, 256, 3),
+                np.uint8,
+                chunks=(1, 256, 256, 3),
+            )
+            for i in range(n):
+                images[i] = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+            descriptions = [
+                f"Item {i}: {label.lower()} in cotton. Logo at chest.".encode()
+                for i, label in enumerate(labels)
+            ]
+            if name == "train":
+                descriptions[3] = (
+                    b"Caf\xe9 latte-colored jeans"  # Latin-1, not UTF-8.
+                )
+                info["undecodable_train_row"] = 3
+            else:
+                info["unknown_validation_row"] = n - 1
+            f.create_dataset(
+                "input_description",
+                data=np.array(descriptions, "S200")[:, None],
+            )
+            f.create_dataset(
+                "input_subcategory",
+                data=np.array([s.encode() for s in labels], "S40")[:, None],
+            )
+            f.create_dataset(
+                "input_category",
+                data=np.array(
+                    [CATEGORIES.get(s, "SNEAKERS").encode() for s in labels],
+                    "S40",
+                )[:, None],
+            )
+            f.create_dataset(
+                "input_productID", data=np.arange(n, dtype=np.int32)[:, None]
+            )
+            f.create_dataset(
+                "input_name",
+                data=np.array([f"name {i}".encode() for i in range(n)], "S40")[
+                    :, None
+                ],
+            )
+            f.create_dataset(
+                "input_pose",
+                data=np.array([b"id_gridfs_1"] * n, "S40")[:, None],
+            )
+            f.create_dataset(
+                "index", data=np.arange(n, dtype=np.int64)[:, None]
+            )
+        info["rows"][name] = n
+        info["subcategories"][name] = labels
+    return info
+
+
+def write_manifest(root, jsonl=False):
+    """A manifest (color and pattern tasks) with missing labels and bad rows.
+
+    Returns:
+        dict: `path`, `rows` (data rows), `good` (usable rows), `bad`
+        (`{reason: n}`), `labels` (`{task: list of label strings}` of the
+        good rows, "" where missing), `texts` of the good rows.
+    """
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    palette = {
+        "red": (210, 30, 30),
+        "blue": (30, 60, 210),
+        "green": (30, 160, 60),
+    }
+    good = []
+    for i, (color, pattern) in enumerate(
+        [
+            ("red", "plain"),
+            ("blue", "striped"),
+            ("green", ""),
+            ("", "striped"),
+            ("red", "striped"),
+            ("blue", ""),
+            ("green", "plain"),
+            ("red", "plain"),
+        ]
+    ):
+        name = f"images/{i}.png" if i % 2 else f"images/{i}.jpg"
+        fmt = "PNG" if i % 2 else "JPEG"
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(encoded_image(palette[color or "red"], image_format=fmt))
+        good.append(
+            {
+                "image": name,
+                "text": f"Product {i} ÉTÉ {color}",
+                "color": color,
+                "pattern": pattern,
+            }
+        )
+    with open(os.path.join(root, "images", "broken.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    bad = [
+        {
+            "image": "images/broken.jpg",
+            "text": "broken",
+            "color": "red",
+            "pattern": "plain",
+        },
+        {
+            "image": "images/nowhere.png",
+            "text": "missing",
+            "color": "blue",
+            "pattern": "plain",
+        },
+        {
+            "image": "images/0.jpg",
+            "text": "bad text \udcff",
+            "color": "red",
+            "pattern": "plain",
+        },
+    ]
+    rows = good[:3] + bad[:1] + good[3:6] + bad[1:] + good[6:]
+    if jsonl:
+        path = os.path.join(root, "train.jsonl")
+        with open(path, "wb") as f:
+            for row in rows:
+                row = {k: (None if v == "" else v) for k, v in row.items()}
+                text = json.dumps(row, ensure_ascii=False)
+                f.write(text.encode("utf-8", errors="surrogateescape") + b"\n")
+            f.write(b"{not json\n")
+    else:
+        path = os.path.join(root, "train.csv")
+        with open(
+            path, "w", newline="", encoding="utf-8", errors="surrogateescape"
+        ) as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "text", "color", "pattern"])
+            for row in rows:
+                writer.writerow(
+                    [row["image"], row["text"], row["color"], row["pattern"]]
+                )
+            f.write("images/1.png,too,many,fields,here\n")
+    return {
+        "path": path,
+        "rows": len(rows) + 1,
+        "good": len(good),
+        "bad": {
+            "corrupt_image": 1,
+            "missing_image": 1,
+            "undecodable_text": 1,
+            "malformed_row": 1,
+        },
+        "labels": {t: [r[t] for r in good] for t in ("color", "pattern")},
+        "texts": [r["text"] for r in good],
+    }

@@ -1,0 +1,195 @@
+"""Multi-task manifests: labels, missing labels, bad records, vocabularies."""
+
+import csv
+import os
+
+import pytest
+import tensorflow as tf
+
+from cmaclip_tf.data import BadRecordCounter
+from cmaclip_tf.data import BadRecordError
+from cmaclip_tf.data import LabelVocabularies
+from cmaclip_tf.data import load_dataset
+from fixtures_data import encoded_image
+from fixtures_data import write_manifest
+
+
+def label_ids(names, vocabulary):
+    return [vocabulary.index(n) if n else -1 for n in names]
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_yields_good_rows_with_labels_and_counts_bad_rows(tmp_path, jsonl):
+    fixture = write_manifest(str(tmp_path), jsonl=jsonl)
+    dataset = load_dataset(
+        "manifest", manifest=fixture["path"], val_manifest=fixture["path"]
+    )
+    assert dataset.tasks.to_json() == {
+        "tasks": {
+            "color": ["blue", "green", "red"],
+            "pattern": ["plain", "striped"],
+        }
+    }
+    for split in ("train", "validation"):
+        raw = list(dataset.splits[split].as_numpy_iterator())
+        assert len(raw) == fixture["good"] == 8
+        assert [r["text"].decode() for r in raw] == fixture["texts"]
+        for task in ("color", "pattern"):
+            assert [int(r["labels"][task]) for r in raw] == label_ids(
+                fixture["labels"][task], dataset.tasks[task]
+            )
+    expected_bad = dict(fixture["bad"])
+    assert dataset.bad_records.counts() == {
+        "train": expected_bad,
+        "validation": expected_bad,
+    }
+    # A second epoch (read from tensors now) yields the same records, and
+    # the counts do not grow.
+    first = list(dataset.split("train").as_numpy_iterator())
+    second = list(dataset.split("train").as_numpy_iterator())
+    assert [r["text"].decode() for r in first] == fixture["texts"]
+    assert [r["id"] for r in second] == [r["id"] for r in first]
+    assert [r["image"] for r in second] == [r["image"] for r in first]
+    assert dataset.bad_records.total("train") == 4
+    assert len(list(dataset.split("test"))) == 0
+    messages = "\n".join(dataset.bad_records.messages("train"))
+    assert (
+        os.path.basename(fixture["path"]) in messages
+        and "broken.jpg" in messages
+    )
+    assert dataset.splits["test"].reduce(0, lambda n, _: n + 1).numpy() == 0
+
+
+def test_missing_labels_are_minus_one_in_batches(tmp_path, tiny_clip):
+    from cmaclip_tf.data import ImagePreprocessor
+    from cmaclip_tf.data import TextPreprocessor
+    from cmaclip_tf.data import make_batches
+
+    fixture = write_manifest(str(tmp_path))
+    dataset = load_dataset(
+        "manifest", manifest=fixture["path"], val_manifest=fixture["path"]
+    )
+    batches = make_batches(
+        dataset.splits["validation"],
+        TextPreprocessor.from_tokenizer(tiny_clip.tokenizer, 16),
+        ImagePreprocessor(24),
+        batch_size=8,
+        training=False,
+    )
+    ((features, labels),) = list(batches)
+    assert labels["color"].numpy().tolist() == [2, 0, 1, -1, 2, 0, 1, 2]
+    assert labels["pattern"].numpy().tolist() == [0, 1, -1, 1, 1, -1, 0, 0]
+    assert features["images"].shape == (8, 24, 24, 3)
+    assert features["token_ids"].shape == (8, 16)
+
+
+def test_unknown_label_in_evaluation_data_is_counted_or_raised(tmp_path):
+    fixture = write_manifest(str(tmp_path))
+    val = tmp_path / "val.csv"
+    with open(val, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "text", "color", "pattern"])
+        writer.writerow(["images/0.jpg", "fine", "red", "plain"])
+        writer.writerow(["images/1.png", "new color", "magenta", "plain"])
+    dataset = load_dataset(
+        "manifest", manifest=fixture["path"], val_manifest=str(val)
+    )
+    assert len(list(dataset.splits["validation"])) == 1
+    assert dataset.bad_records.counts()["validation"] == {"unknown_label": 1}
+    assert "val.csv:3" in dataset.bad_records.messages("validation")[0]
+    assert "'magenta'" in dataset.bad_records.messages("validation")[0]
+
+    strict = load_dataset(
+        "manifest",
+        manifest=fixture["path"],
+        val_manifest=str(val),
+        on_bad_record="error",
+    )
+    with pytest.raises(Exception, match=r"val\.csv:3.*unknown label.*magenta"):
+        list(strict.splits["validation"])
+
+
+def test_error_policy_stops_at_the_first_bad_train_row(tmp_path):
+    fixture = write_manifest(str(tmp_path))
+    dataset = load_dataset(
+        "manifest",
+        manifest=fixture["path"],
+        val_manifest=fixture["path"],
+        on_bad_record="error",
+    )
+    with pytest.raises(
+        (BadRecordError, tf.errors.OpError),
+        match=r"train\.csv:5.*corrupt image",
+    ):
+        list(dataset.splits["train"])
+
+
+def test_absolute_paths_and_default_validation_split(tmp_path):
+    rows = []
+    for i in range(20):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(encoded_image(image_format="PNG"))
+        rows.append(
+            [
+                str(path) if i % 2 else path.name,
+                f"item {i}",
+                "a" if i < 10 else "b",
+            ]
+        )
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as f:
+        csv.writer(f).writerows([["image", "text", "kind"]] + rows)
+    dataset = load_dataset("manifest", manifest=str(manifest), seed=1)
+    # 10% of 20, stratified: one of each class.
+    assert dataset.num_examples == {"train": 18, "validation": 2, "test": 0}
+    val = list(dataset.splits["validation"].as_numpy_iterator())
+    assert sorted(int(r["labels"]["kind"]) for r in val) == [0, 1]
+    train = list(dataset.splits["train"].as_numpy_iterator())
+    assert len(train) == 18 and dataset.bad_records.counts() == {}
+
+
+def test_label_vocabularies_round_trip_and_reuse(tmp_path):
+    fixture = write_manifest(str(tmp_path))
+    dataset = load_dataset(
+        "manifest", manifest=fixture["path"], val_manifest=fixture["path"]
+    )
+    path = dataset.save(str(tmp_path / "run"))
+    assert os.path.basename(path) == "label_vocabularies.json"
+    loaded = LabelVocabularies.load(str(tmp_path / "run"))
+    assert loaded == dataset.tasks
+    assert loaded.num_classes == {"color": 3, "pattern": 2}
+    reused = load_dataset(
+        "manifest",
+        manifest=fixture["path"],
+        val_manifest=fixture["path"],
+        label_vocabularies=str(tmp_path / "run"),
+    )
+    assert reused.tasks == dataset.tasks
+
+
+def test_clear_errors_for_missing_files_and_columns(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv not found"):
+        load_dataset("manifest", manifest=str(tmp_path / "nope.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("picture,text,color\nx.png,t,red\n")
+    with pytest.raises(ValueError, match="no image column"):
+        load_dataset("manifest", manifest=str(bad))
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        load_dataset("imagenet")
+
+
+def test_bad_record_counter_policy():
+    counter = BadRecordCounter()
+    counter.report("train", "corrupt_image", "a.csv:2", "truncated")
+    counter.report("train", "corrupt_image", "a.csv:2", "truncated")
+    counter.report("test", "unknown_label", "b.csv:9")
+    assert counter.counts() == {
+        "train": {"corrupt_image": 1},
+        "test": {"unknown_label": 1},
+    }
+    assert counter.total() == 2
+    assert "train: 1 bad records skipped (corrupt_image 1)" in counter.summary()
+    with pytest.raises(BadRecordError, match="a.csv:3: missing image"):
+        BadRecordCounter("error").report("train", "missing_image", "a.csv:3")
+    with pytest.raises(ValueError):
+        BadRecordCounter("ignore")
