@@ -20,17 +20,28 @@ if __package__ in (None, ""):
 from trainers.stage_schedule import STAGE_ORDER  # noqa: E402
 
 
+def _dataset_name(name):
+    if name in ("synthetic", "manifest", "food101", "fashion_gen") or (
+        name.startswith("tfds:")
+    ):
+        return name
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {name!r}: use synthetic, manifest, food101, "
+        "fashion_gen or tfds:<builder>"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--dataset", default="synthetic",
-        choices=["synthetic", "manifest", "food101", "fashion_gen"],
+        "--dataset", default="synthetic", type=_dataset_name,
         help="synthetic: generated product attributes (no files needed); "
         "manifest: CSV/JSONL manifests; food101: UPMC Food-101 folder; "
-        "fashion_gen: Fashion-Gen HDF5 files.",
+        "fashion_gen: Fashion-Gen HDF5 files; tfds:upmc_food101 or "
+        "tfds:fashion_gen: a built TFDS dataset in --data-dir.",
     )
     data.add_argument("--data-dir", help="Folder of the dataset's raw files, "
                       "or a TFDS data_dir holding a built dataset.")
