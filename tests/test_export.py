@@ -157,6 +157,7 @@ def test_bundle_round_trip(exported):
         "model": "tiny",
         "stage": "test",
         "seed": 0,
+        "score_thresholds": tiny_export.SCORE_THRESHOLDS,
         "format_version": 1,
         "tasks": tiny_export.TASKS,
     }

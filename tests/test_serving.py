@@ -120,7 +120,8 @@ def predict(stub, exported, images, texts, **kwargs):
 def assert_matches_reference(response, exported, images, texts):
     outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
     expected = exported.reference_outputs(images, texts)
-    assert len(outputs) == 4 * len(tiny_export.TASKS)
+    # probabilities, label, score, accepted, image_weight per task.
+    assert len(outputs) == 5 * len(tiny_export.TASKS)
     for task, labels in tiny_export.LABELS.items():
         np.testing.assert_allclose(
             outputs[f"{task}_probabilities"],
