@@ -132,7 +132,7 @@ class TrainingRun:
             stage_dir, model, trainer.optimizers, write=self.chief,
             worker=self.worker,
         )
-        if checkpoints.is_done() and checkpoints.restore_latest():
+        if checkpoints.is_done():
             self.log(f"[{stage}] Already finished in {stage_dir}; skipping.")
             with open(checkpoints.done_path) as f:
                 return json.load(f)
