@@ -4,12 +4,15 @@ round trip."""
 
 import json
 import random
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from cmaclip_tf.data import TextPreprocessor
+from cmaclip_tf.data.text_preprocessor import END_TOKEN
+from cmaclip_tf.data.text_preprocessor import START_TOKEN
 from cmaclip_tf.data import clip_unicode_tables
 from cmaclip_tf.models import bpe_vocabulary
 
@@ -158,6 +161,200 @@ def test_matches_the_reference_on_random_multilingual_text():
         assert ids.numpy().tolist() == [
             int(i) for i in tokenizer.tokenize(text)
         ]
+
+
+def _long_word_texts(words, rng, cut):
+    """Single long words and long words among others, at many lengths and
+    just around `cut`, where a single word is cut."""
+    letters = "".join(w for w in words if w.isalpha())
+
+    def concatenated(n):
+        start = rng.randrange(len(letters))
+        return (letters * (n // len(letters) + 2))[start : start + n]
+
+    runs = {
+        "ascii": concatenated,
+        "random letters": lambda n: "".join(
+            rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n)
+        ),
+        "cjk": lambda n: "".join(
+            chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(n // 3)
+        ),
+        "repeated cjk": lambda n: "连衣裙" * (n // 9),
+        "a": lambda n: "a" * n,
+        "ab": lambda n: "ab" * (n // 2),
+        "dress": lambda n: "dress" * (n // 5),
+        "accents": lambda n: "aé" * (n // 3),
+        "emoji": lambda n: "👗" * (n // 4),
+        "punctuation": lambda n: "!?" * (n // 2),
+    }
+    texts = []
+    lengths = [1, 40, 1000, 4000] + list(range(cut - 4, cut + 8))
+    for make in runs.values():
+        texts += [make(n) for n in lengths]
+        texts.append("red striped " + make(700) + " dress")
+        texts.append(make(600) + " " + make(600))
+        texts.append(" ".join(make(rng.randint(1, 60)) for _ in range(30)))
+    return texts
+
+
+@pytest.mark.parametrize("sequence_length", [3, 8, 32, 77])
+def test_long_words_equal_the_reference_truncated(tokenizer, sequence_length):
+    """Cut words (see the class docstring) still give the reference's kept
+    ids: ASCII, CJK and repeated runs, at and around the cut."""
+    preprocessor = TextPreprocessor.from_tokenizer(tokenizer, sequence_length)
+    assert preprocessor.max_token_bytes == 5  # "women</w>", "dress</w>"
+    # A single word has budget K, so it is cut after 2 * K * T bytes.
+    cut = 2 * (sequence_length - 2) * 5
+    rng = random.Random(sequence_length)
+    texts = _long_word_texts(list(tokenizer.vocabulary), rng, cut)
+    got = preprocessor(tf.constant(texts))["token_ids"].numpy()
+    expected = reference_ids(tokenizer, texts, length=sequence_length)
+    mismatches = [
+        t[:40] for t, g, e in zip(texts, got, expected) if not (g == e).all()
+    ]
+    assert not mismatches, mismatches[:3]
+
+
+def test_long_words_equal_the_reference_with_long_tokens():
+    """A vocabulary learned from long runs: tokens up to dozens of bytes and
+    many merges, so more room for merges to cascade from a cut."""
+    rng = random.Random(1)
+    corpus = []
+    for _ in range(60):
+        corpus.append("连衣裙" * rng.randint(1, 12) + "红色" * rng.randint(0, 6))
+        corpus.append("ha" * rng.randint(1, 20) + " dress" * rng.randint(1, 6))
+        corpus.append("aaaa" * rng.randint(1, 16) + "!" * rng.randint(1, 9))
+    vocabulary, merges = bpe_vocabulary.learn_bpe(corpus, 400)
+    merges_text = bpe_vocabulary.merges_to_text(merges).splitlines()
+    import keras_hub
+
+    tokenizer = keras_hub.models.CLIPTokenizer(
+        vocabulary=vocabulary, merges=merges_text
+    )
+    preprocessor = TextPreprocessor(vocabulary, merges_text, 10)
+    assert preprocessor.max_token_bytes >= 24
+    texts = [rng.choice(corpus) * rng.randint(1, 60) for _ in range(60)]
+    texts += [
+        "".join(rng.choice(corpus).replace(" ", "") for _ in range(40))
+        for _ in range(60)
+    ]
+    got = preprocessor(tf.constant(texts))["token_ids"].numpy()
+    expected = reference_ids(tokenizer, texts, length=10)
+    mismatches = [
+        t[:40] for t, g, e in zip(texts, got, expected) if not (g == e).all()
+    ]
+    assert not mismatches, mismatches[:3]
+
+
+def test_unordered_merge_table_merges_one_occurrence_at_a_time():
+    """Rules ranked before the rules making their parts: a merge can create
+    a pair that outranks the other occurrences of the one just merged. Long
+    words are cut too."""
+    rng = random.Random(2)
+    runs = ["red", "dress", "aaaaaaa", "ababab", "连衣裙连衣裙"]
+    texts = [
+        " ".join(
+            rng.choice(runs) * rng.randint(1, 4)
+            for _ in range(rng.randint(1, 5))
+        )
+        for _ in range(150)
+    ]
+    vocabulary, merges = bpe_vocabulary.learn_bpe(texts, 300)
+    rng.shuffle(merges)
+    merges_text = bpe_vocabulary.merges_to_text(merges).splitlines()
+    import keras_hub
+
+    tokenizer = keras_hub.models.CLIPTokenizer(
+        vocabulary=vocabulary, merges=merges_text
+    )
+    texts += ["".join(rng.choice(runs) for _ in range(200)) for _ in range(20)]
+    for sequence_length in (8, 40):
+        preprocessor = TextPreprocessor(
+            vocabulary, merges_text, sequence_length
+        )
+        assert not preprocessor._merges_all_occurrences
+        got = preprocessor(tf.constant(texts))["token_ids"].numpy()
+        np.testing.assert_array_equal(
+            got, reference_ids(tokenizer, texts, length=sequence_length)
+        )
+
+
+def test_max_token_bytes_counts_text_bytes_without_end_of_word():
+    byte_chars = bpe_vocabulary.bytes_to_unicode()
+    e_acute = "".join(byte_chars[b] for b in "é".encode())  # "Ã©"
+    base = list(byte_chars.values())
+    tokens = base + [c + "</w>" for c in base]
+    merges = [
+        ("c", "a"),
+        ("ca", "f"),
+        (e_acute[0], e_acute[1] + "</w>"),
+        ("caf", e_acute + "</w>"),
+    ]
+    tokens += ["ca", "caf", e_acute + "</w>", "caf" + e_acute + "</w>"]
+    tokens += [START_TOKEN, END_TOKEN]
+    vocabulary = {token: i for i, token in enumerate(tokens)}
+    preprocessor = TextPreprocessor(vocabulary, merges, 8)
+    # "café" is 5 bytes of text, 9 characters with "</w>", 11 UTF-8 bytes.
+    assert preprocessor.max_token_bytes == 5
+    assert preprocessor._merges_all_occurrences
+    ids = preprocessor.tokenize(tf.constant(["café"])).numpy()[0].tolist()
+    assert ids == [vocabulary["caf" + e_acute + "</w>"]]
+
+
+@pytest.mark.parametrize(
+    "rules, equal",
+    [
+        # A chain of 4 merges from the cut at byte 8 to byte 4: absorbed.
+        (["hi", "gh", "fg", "ef", "ab", "cd"], True),
+        # 5 reach the kept tokens: "ab c" (reference) and "ab cd" (cut).
+        (["hi", "gh", "fg", "ef", "de", "ab", "cd"], False),
+        # A chain left of the margin: the cut does not touch it.
+        (["de", "cd", "bc", "ab"], True),
+    ],
+)
+def test_a_merge_cascade_across_the_cut_is_the_documented_limit(
+    rules, equal
+):
+    """K = 2 kept tokens and T = 2 cut "abcdefghij" after 8 bytes; the kept
+    tokens can differ only when a chain of more than K * T / (T - 1) = 4
+    merges, each caused by the one before, leads from the cut into the first
+    4 bytes."""
+    byte_chars = bpe_vocabulary.bytes_to_unicode()
+    base = list(byte_chars.values())
+    merges = [tuple(rule) for rule in rules]
+    tokens = base + [c + "</w>" for c in base] + rules
+    tokens += [START_TOKEN, END_TOKEN]
+    vocabulary = {token: i for i, token in enumerate(tokens)}
+    merges_text = bpe_vocabulary.merges_to_text(merges).splitlines()
+    import keras_hub
+
+    tokenizer = keras_hub.models.CLIPTokenizer(
+        vocabulary=vocabulary, merges=merges_text
+    )
+    preprocessor = TextPreprocessor(vocabulary, merges_text, 4)
+    assert preprocessor.max_token_bytes == 2
+    got = preprocessor(tf.constant(["abcdefghij"]))["token_ids"].numpy()
+    expected = reference_ids(tokenizer, ["abcdefghij"], length=4)
+    assert (got == expected).all() == equal
+    if not equal:
+        assert [tokens[i] for i in got[0, 1:3]] == ["ab", "cd"]
+        assert [tokens[i] for i in expected[0, 1:3]] == ["ab", "c"]
+
+
+def test_hostile_batch_of_long_words_is_fast(tokenizer):
+    """32 single words of 16 KiB: quadratic BPE took minutes."""
+    preprocessor = TextPreprocessor.from_tokenizer(tokenizer, 77)
+    rng = random.Random(3)
+    letters = "".join(w for w in tokenizer.vocabulary if w.isalpha())
+    texts = tf.constant(
+        ["".join(rng.sample(letters, 64)) * 256 for _ in range(32)]
+    )
+    preprocessor(texts[:1])  # Traced outside the timing.
+    start = time.perf_counter()
+    outputs = preprocessor(texts)
+    assert time.perf_counter() - start < 10
+    assert outputs["padding_mask"].numpy().all()
 
 
 def test_from_files_equals_from_tokenizer(tmp_path, tokenizer, preprocessor):

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from cmaclip_tf.data import clip_unicode_tables
+from cmaclip_tf.models.bpe_vocabulary import bytes_to_unicode
 
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
@@ -26,23 +27,6 @@ END_OF_WORD = "</w>"
 _ID_BITS = 20
 _ID_LIMIT = 1 << _ID_BITS
 _NO_MERGE = tf.int64.max
-
-
-def bytes_to_unicode():
-    """GPT-2/CLIP's reversible map from the 256 byte values to characters."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in codes)))
 
 
 def _character_class(ranges):
@@ -93,6 +77,31 @@ class TextPreprocessor(tf.Module):
     `sequence_length - 2` tokens and still ends with the end-of-text token.
     Text that is not valid UTF-8 raises `InvalidArgumentError`.
 
+    BPE time grows with a word's length times the symbols in the batch, and
+    a word can be long (CLIP's pattern makes a run of letters, a CJK sentence
+    say, one word), so the packed call bounds it. With `K = sequence_length -
+    2` kept tokens and `T = max_token_bytes` (no token BPE can emit is longer:
+    each is a byte or a merge result), a word of `n` bytes gives at least
+    `ceil(n / T)` tokens. So a word whose earlier words in the text already
+    give `K` tokens is dropped (exact), and a word with budget `b` (`K` minus
+    that lower bound on the tokens before it) is cut to its first
+    `(b + K) * T` bytes, extended to the next UTF-8 character start, and
+    merged as a prefix (its last byte is no end of word). BPE then sees at
+    most `2 * K * T + 3` bytes a word and about `3 * K * T` a text.
+
+    The kept tokens of a cut word lie in its first `b * T` bytes; the other
+    `K * T` are a margin for merges that cascade from the cut. For merge
+    tables that rank every rule after the rules that build its parts (CLIP's;
+    any table BPE training writes), run BPE rank by rank on the whole word
+    and on the prefix: their tokens agree left of a frontier that starts at
+    the cut and moves left only at a rank whose pair straddles it in one run
+    and not in the other, by one token (under `T` bytes). So the kept ids
+    differ from the reference only if a chain of more than `K * T / (T - 1)`
+    such merges (more than `K`), with strictly increasing ranks, leads from
+    the cut into the kept tokens; the tests build one with 5 merges where 4
+    is the limit. Long ASCII, CJK and repeated words do not (tested against
+    the reference). `tokenize` returns every token and is not bounded.
+
     Args:
         vocabulary: dict mapping token strings to ids (CLIP's `vocab.json`).
         merges: list of merge rules, `"a b"` strings or `(a, b)` pairs, in
@@ -138,6 +147,11 @@ class TextPreprocessor(tf.Module):
         # CLIP's BPE maps a symbol missing from the vocabulary to this id.
         self.unknown_token_id = self.end_token_id
         self.vocabulary_size = len(vocabulary)
+        merges = read_merges(merges)
+        # In bytes of text: each character of a BPE token stands for a byte.
+        self.max_token_bytes = max(
+            [1] + [_text_bytes(a + b) for a, b in merges]
+        )
 
         # === Tables ===
         byte_chars = bytes_to_unicode()
@@ -158,7 +172,7 @@ class TextPreprocessor(tf.Module):
             tf.int64,
         )
         merge_values = {}
-        for rank, (a, b) in enumerate(read_merges(merges)):
+        for rank, (a, b) in enumerate(merges):
             if (
                 a not in vocabulary
                 or b not in vocabulary
@@ -172,6 +186,7 @@ class TextPreprocessor(tf.Module):
             # As CLIP's BPE: a repeated rule keeps its last rank.
             merge_values[key] = rank * _ID_LIMIT + vocabulary[a + b]
         self.num_merges = len(merge_values)
+        self._merges_all_occurrences = _ranks_follow_parts(merge_values)
         keys = list(merge_values) or [-1]
         values = list(merge_values.values()) or [_NO_MERGE]
         self._merge_table = tf.lookup.StaticHashTable(
@@ -294,13 +309,27 @@ class TextPreprocessor(tf.Module):
         word_pieces = piece_words.value_rowids()
         word_rows = tf.gather(piece_rows, word_pieces)
         special_ids = tf.gather(piece_special_ids, word_pieces)
+        word_bytes = tf.cast(tf.strings.length(words), tf.int64)
+        max_bytes = None
         if max_tokens is not None:
-            # Each word gives at least one token: later words are cut anyway.
-            keep = _rank_in_row(word_rows, num_texts) < max_tokens
+            # A word of n bytes gives at least ceil(n / T) tokens, so a word
+            # can only add `budget` kept tokens (see the class docstring).
+            token_bytes = self.max_token_bytes
+            budget = max_tokens - _cumsum_in_row(
+                (word_bytes + token_bytes - 1) // token_bytes,
+                word_rows,
+                num_texts,
+            )
+            keep = budget > 0
             words = tf.boolean_mask(words, keep)
             word_rows = tf.boolean_mask(word_rows, keep)
             special_ids = tf.boolean_mask(special_ids, keep)
-        ids, token_words = self._byte_pair_encode(words, special_ids)
+            word_bytes = tf.boolean_mask(word_bytes, keep)
+            budget = tf.boolean_mask(budget, keep)
+            max_bytes = (budget + max_tokens) * token_bytes
+        ids, token_words = self._byte_pair_encode(
+            words, word_bytes, special_ids, max_bytes
+        )
         rows = tf.gather(word_rows, token_words)
         if max_tokens is not None:
             keep = _rank_in_row(rows, num_texts) < max_tokens
@@ -331,86 +360,182 @@ class TextPreprocessor(tf.Module):
         flat = tf.where(tf.equal(lowered, ""), flat, lowered)
         return tf.strings.reduce_join(characters.with_flat_values(flat), axis=1)
 
-    def _byte_pair_encode(self, words, special_ids):
+    def _byte_pair_encode(self, words, word_bytes, special_ids, max_bytes):
         """Byte-level BPE of each word; returns (ids, word index of each id).
 
-        `special_ids` is the id of a word that is a special token, else -1.
+        `word_bytes` is each word's length in bytes, `special_ids` the id of a
+        word that is a special token, else -1, and `max_bytes` (None: no cut)
+        where each word is cut: at the first character start at or after it.
         """
-        word_bytes = tf.strings.bytes_split(words)
+        if max_bytes is None:
+            max_bytes = word_bytes
+        # The next character starts at most 3 bytes past the cut.
+        pieces = tf.strings.bytes_split(
+            tf.strings.substr(words, tf.zeros_like(max_bytes), max_bytes + 3)
+        )
         values = tf.cast(
-            tf.reshape(
-                tf.io.decode_raw(word_bytes.flat_values, tf.uint8), [-1]
-            ),
+            tf.reshape(tf.io.decode_raw(pieces.flat_values, tf.uint8), [-1]),
             tf.int64,
         )
-        word_ids = word_bytes.value_rowids()
-        positions = tf.range(tf.size(values, out_type=tf.int64))
-        is_last = tf.equal(
-            positions, tf.gather(word_bytes.row_limits(), word_ids) - 1
+        word_ids = pieces.value_rowids()
+        num_words = tf.size(words, out_type=tf.int64)
+        offsets = tf.range(tf.size(values, out_type=tf.int64)) - tf.gather(
+            pieces.row_starts(), word_ids
+        )
+        starts_character = (values < 0x80) | (values >= 0xC0)
+        ends = tf.math.unsorted_segment_min(
+            tf.where(
+                starts_character
+                & (offsets >= tf.gather(max_bytes, word_ids)),
+                offsets,
+                tf.int64.max,
+            ),
+            word_ids,
+            num_words,
+        )
+        ends = tf.minimum(ends, tf.minimum(max_bytes + 3, word_bytes))
+        word_ends = tf.gather(ends, word_ids)
+        # A cut word is a prefix: its last byte is not an end of word.
+        is_last = tf.equal(offsets, word_ends - 1) & tf.gather(
+            tf.equal(ends, word_bytes), word_ids
         )
         ids = tf.where(
             is_last,
             tf.gather(self._final_byte_ids, values),
             tf.gather(self._inner_byte_ids, values),
         )
-        special_ids = tf.gather(special_ids, word_ids)
-        ids = tf.where(special_ids >= 0, special_ids, ids)
-        num_words = tf.size(words, out_type=tf.int64)
+        word_special_ids = tf.gather(special_ids, word_ids)
+        ids = tf.where(word_special_ids >= 0, word_special_ids, ids)
+        kept = offsets < word_ends
+        ids = tf.boolean_mask(ids, kept)
+        word_ids = tf.boolean_mask(word_ids, kept)
 
-        def merge_once(ids, word_ids, _):
-            # Merges, in every word at once, the leftmost occurrence of its
-            # best-ranked pair: CLIP's BPE order.
+        def merge_step(ids, word_ids, done_ids, done_words, step):
+            # Each word merges its best-ranked pair at its leftmost
+            # occurrence (CLIP's BPE order), or at every occurrence, left to
+            # right, where the merge table makes that the same.
             same_word = tf.equal(word_ids[:-1], word_ids[1:])
             packed = self._merge_table.lookup(ids[:-1] * _ID_LIMIT + ids[1:])
             packed = tf.where(same_word, packed, _NO_MERGE)
             pair_words = word_ids[:-1]
             best = tf.math.unsorted_segment_min(packed, pair_words, num_words)
-            active = best < _NO_MERGE
-            size = tf.size(packed, out_type=tf.int64)
-            candidates = tf.where(
-                tf.equal(packed, tf.gather(best, pair_words))
-                & (packed < _NO_MERGE),
-                tf.range(size),
-                size,
+            is_best = tf.equal(packed, tf.gather(best, pair_words)) & (
+                packed < _NO_MERGE
             )
-            first = tf.math.unsorted_segment_min(
-                candidates, pair_words, num_words
+            if self._merges_all_occurrences:
+                merge = _every_other_in_runs(is_best)
+            else:
+                merge = _first_in_segment(is_best, pair_words, num_words)
+            ids = tf.where(
+                tf.concat([merge, [False]], 0),
+                tf.concat([packed % _ID_LIMIT, [0]], 0),
+                ids,
             )
-            merge_at = tf.boolean_mask(first, active)[:, None]
-            merged_ids = tf.boolean_mask(best, active) % _ID_LIMIT
-            ids = tf.tensor_scatter_nd_update(ids, merge_at, merged_ids)
-            removed = tf.scatter_nd(
-                merge_at + 1,
-                tf.ones_like(merged_ids, tf.int32),
-                tf.shape(ids, out_type=tf.int64),
+            # Words without a merge left are final: set them aside so that
+            # later steps only touch the words still merging.
+            done = tf.equal(tf.gather(best, word_ids), _NO_MERGE)
+            done_ids = done_ids.write(step, tf.boolean_mask(ids, done))
+            done_words = done_words.write(
+                step, tf.boolean_mask(word_ids, done)
             )
-            keep = tf.equal(removed, 0)
+            keep = ~tf.concat([[False], merge], 0) & ~done
             return (
                 tf.boolean_mask(ids, keep),
                 tf.boolean_mask(word_ids, keep),
-                tf.reduce_any(active),
+                done_ids,
+                done_words,
+                step + 1,
             )
 
-        ids, word_ids, _ = tf.while_loop(
-            lambda ids, word_ids, changed: changed,
-            merge_once,
-            (ids, word_ids, tf.constant(True)),
+        def parts():
+            # Starts with an empty part: concat() needs one when no word is.
+            return tf.TensorArray(
+                tf.int64,
+                size=0,
+                dynamic_size=True,
+                infer_shape=False,
+                element_shape=[None],
+            ).write(0, tf.zeros([0], tf.int64))
+
+        _, _, done_ids, done_words, _ = tf.while_loop(
+            lambda ids, *_: tf.size(ids) > 0,
+            merge_step,
+            (ids, word_ids, parts(), parts(), tf.constant(1)),
             shape_invariants=(
                 tf.TensorShape([None]),
                 tf.TensorShape([None]),
+                tf.TensorShape(None),
+                tf.TensorShape(None),
                 tf.TensorShape([]),
             ),
         )
-        return ids, word_ids
+        word_ids = done_words.concat()
+        # Words finish in any order; each one's tokens stay together.
+        order = tf.argsort(word_ids, stable=True)
+        return tf.gather(done_ids.concat(), order), tf.gather(word_ids, order)
+
+
+def _text_bytes(token):
+    """Length in text bytes of a BPE token: a character a byte, no `</w>`."""
+    if token.endswith(END_OF_WORD):
+        token = token[: -len(END_OF_WORD)]
+    return len(token)
+
+
+def _ranks_follow_parts(merge_values):
+    """Whether every merge rule ranks after the rules that make its parts.
+
+    Then no pair that a merge creates outranks it, so merging every
+    occurrence of a word's best pair at once, left to right, is CLIP's BPE.
+    """
+    made_at = {}
+    for value in merge_values.values():
+        rank, token = divmod(value, _ID_LIMIT)
+        made_at[token] = max(made_at.get(token, -1), rank)
+    for key, value in merge_values.items():
+        a, b = divmod(key, _ID_LIMIT)
+        rank = value // _ID_LIMIT
+        if max(made_at.get(a, -1), made_at.get(b, -1)) >= rank:
+            return False
+    return True
+
+
+def _every_other_in_runs(flags):
+    """`flags` at even offsets within each run of trues: the non-overlapping
+    occurrences, left to right, of a pair like `(a, a)`."""
+    positions = tf.range(tf.size(flags, out_type=tf.int64))
+    unflagged = ~flags
+    # Position of the last false at or before each position (-1: none).
+    last_false = tf.gather(
+        tf.concat([[-1], tf.where(unflagged)[:, 0]], 0),
+        tf.cumsum(tf.cast(unflagged, tf.int64)),
+    )
+    return flags & tf.equal((positions - last_false - 1) % 2, 0)
+
+
+def _first_in_segment(flags, segments, num_segments):
+    """The first true of each segment."""
+    positions = tf.range(tf.size(flags, out_type=tf.int64))
+    size = tf.size(flags, out_type=tf.int64)
+    first = tf.math.unsorted_segment_min(
+        tf.where(flags, positions, size), segments, num_segments
+    )
+    return flags & tf.equal(positions, tf.gather(first, segments))
 
 
 def _rank_in_row(rows, num_rows):
     """Position of each element within its row (`rows` sorted)."""
+    return _cumsum_in_row(tf.ones_like(rows), rows, num_rows)
+
+
+def _cumsum_in_row(values, rows, num_rows):
+    """Sum of the earlier values in each element's row (`rows` sorted)."""
     counts = tf.math.bincount(
         rows, minlength=num_rows, maxlength=num_rows, dtype=tf.int64
     )
     starts = tf.cumsum(counts, exclusive=True)
-    return tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(starts, rows)
+    totals = tf.cumsum(values, exclusive=True)
+    return totals - tf.gather(totals, tf.gather(starts, rows))
 
 
 def _split_on_token(pieces, special_ids, token, token_id):
