@@ -97,18 +97,23 @@ class TitlePerturbation:
             for classes in self.words.values()
             for options in classes.values()
             for option in options
-            if option.strip()
         }
-        # Longest first, so "sheath dress" goes before "dress" would.
-        alternatives = "|".join(
-            re.escape(p) for p in sorted(phrases, key=lambda p: (-len(p), p))
-        )
         # Whole words only: "check" must not match inside "checked", nor
-        # "red" inside "off-red" or "tee" inside "t-shirt's" pieces.
+        # "red" inside "off-red".
         self._pattern = re.compile(
-            rf"{_CONNECTOR}\s*(?<![\w-])(?:{alternatives})(?![\w-])",
-            re.IGNORECASE,
+            rf"{_CONNECTOR}\s*{_whole_words(phrases)}", re.IGNORECASE
         )
+        self._task_patterns = {
+            task: re.compile(
+                _whole_words(o.lower() for v in classes.values() for o in v),
+                re.IGNORECASE,
+            )
+            for task, classes in self.words.items()
+        }
+
+    def names_task(self, title, task):
+        """Whether `title` names any class of `task` (right or wrong)."""
+        return self._task_patterns[task].search(title) is not None
 
     def remove(self, title):
         """The title without any attribute word."""
@@ -136,6 +141,13 @@ class TitlePerturbation:
     def correct(self, title, values):
         """Attribute words removed, then the correct ones added."""
         return self.add(self.remove(title), values)
+
+
+def _whole_words(phrases):
+    """A regex matching any of `phrases` as whole words, longest first."""
+    phrases = sorted({p for p in phrases if p.strip()}, key=lambda p: (-len(p), p))
+    alternatives = "|".join(re.escape(p) for p in phrases)
+    return rf"(?<![\w-])(?:{alternatives})(?![\w-])"
 
 
 def noise_image(shape, seed):
