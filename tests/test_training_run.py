@@ -1,5 +1,6 @@
 """trainers/run.py end to end: stages chain, resume after SIGKILL, strategies."""
 
+import glob
 import json
 import os
 import signal
@@ -88,7 +89,14 @@ def test_stages_chain_and_write_metrics(tmp_path):
                 assert 0.0 <= values["accuracy"] <= 1.0
                 assert 0.0 <= values["recall_at_90_precision"] <= values["accuracy"] + 1e-9
     assert "bad_records" in metrics
-    assert os.listdir(os.path.join(workdir, "tensorboard", "warmup", "validation"))
+    tags = set()
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "warmup", "*", "*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {value.tag for value in event.summary.value}
+    for tag in ("loss/color", "learning_rate/fusion", "accuracy/style",
+                "recall_at_90_precision/pattern", "image_weight/color",
+                "attention_maps", "_hparams_/session_start_info"):
+        assert tag in tags, tag
 
 
 def test_end2end_without_warmup_says_it_starts_from_clip(tmp_path):

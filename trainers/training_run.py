@@ -23,6 +23,7 @@ from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import TARGET_PRECISION
 from trainers.stage_trainer import StageTrainer
 from trainers.stage_trainer import score_thresholds
+from trainers.visualize import log_attention_maps
 
 
 
@@ -192,6 +193,7 @@ class TrainingRun:
             global_step = (epoch + 1) * steps
             self.logger.epoch(stage, global_step, train_losses, metrics,
                               predictions, trainer.learning_rates)
+            log_attention_maps(self.logger, stage, global_step, model, self.data)
             summary = ", ".join(
                 f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
                 f"{m.get('recall_at_90_precision', 0):.3f} "
