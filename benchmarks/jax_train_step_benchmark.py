@@ -25,6 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.result_table import print_table  # noqa: E402
 from cmaclip_tf.models import create_cma_clip  # noqa: E402
 from cmaclip_tf.multi_task_loss import multi_task_loss  # noqa: E402
 
@@ -116,12 +117,7 @@ def main():
         row["share_of_matmul_peak"] = row["achieved_tflops"] * 1e12 / peak
     header = ("model", "batch_size", "examples_per_second", "achieved_tflops",
               "share_of_matmul_peak")
-    print(" | ".join(f"{h:>20}" for h in header))
-    for row in rows:
-        print(" | ".join(
-            f"{row[h]:>20.4f}" if isinstance(row[h], float) else f"{row[h]!s:>20}"
-            for h in header
-        ))
+    print_table(rows, header, width=20, decimals=4)
     print(json.dumps({
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],

@@ -19,6 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.result_table import print_table  # noqa: E402
 from cmaclip_tf.models import create_cma_clip  # noqa: E402
 
 # The paper's retail attributes: 17 colors, 12 patterns, 21 styles.
@@ -72,12 +73,7 @@ def main():
     rows = [measure(m, args.batch_size, args.repeats) for m in args.models.split(",")]
     header = ("model", "params_clip", "params_fusion", "params_modality_attention",
               "params_heads", "params_total", "forward_ms_per_example")
-    print(" | ".join(f"{h:>14}" for h in header))
-    for row in rows:
-        print(" | ".join(
-            f"{row[h]:>14.2f}" if isinstance(row[h], float) else f"{row[h]:>14}"
-            for h in header
-        ))
+    print_table(rows, header, width=14, decimals=2)
     print(json.dumps({"backend": keras.backend.backend(), "threads": os.cpu_count(),
                       "results": rows}, indent=2))
 

@@ -20,6 +20,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.result_table import print_table  # noqa: E402
+
 
 def matmul_peak_gflops(size=2048, repeats=10):
     import tensorflow as tf
@@ -119,12 +121,7 @@ def main():
     peak = matmul_peak_gflops()
     header = ("model", "stage", "cache_features", "jit_compile",
               "examples_per_second", "step_seconds", "peak_rss_mib")
-    print(" | ".join(f"{h:>19}" for h in header))
-    for row in rows:
-        print(" | ".join(
-            f"{row[h]:>19.2f}" if isinstance(row[h], float) else f"{row[h]!s:>19}"
-            for h in header
-        ))
+    print_table(rows, header, width=19, decimals=2)
     print(f"float32 matmul peak (2048x2048, TensorFlow): {peak:.1f} GFLOP/s")
     print(json.dumps({"cpus": os.cpu_count(), "matmul_peak_gflops": peak,
                       "results": rows}, indent=2))
