@@ -169,7 +169,8 @@ def test_noise_images_are_uniform_and_seeded():
 
 def test_noise_images_of_encoded_datasets_are_pngs():
     raw = raw_examples(ENCODED_IMAGE_SPEC)
-    noisy = list(perturb_split(raw, "noise_image", NAMES, attribute_words(NAMES)).as_numpy_iterator())
+    noisy = perturb_split(raw, "noise_image", NAMES, attribute_words(NAMES))
+    noisy = list(noisy.as_numpy_iterator())
     image = np.asarray(Image.open(io.BytesIO(noisy[0]["image"])))
     assert image.shape == (256, 256, 3) and image.std() > 50
 

@@ -29,6 +29,7 @@ noise-robustness table with mean λ per task and condition.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -538,7 +539,11 @@ def effective_settings(args):
         for stage in ("warmup", "end2end", "tuning")
     }
     examples = args.num_examples
-    if examples is None and args.dataset == "synthetic":
+    if examples is not None:
+        # As `load_dataset`: validation and test are 15% of train each.
+        held_out = math.ceil(0.15 * examples)
+        examples = f"{examples}/{held_out}/{held_out}"
+    elif args.dataset == "synthetic":
         from cmaclip_tf.data.synthetic_products import DEFAULT_NUM_EXAMPLES
 
         examples = "/".join(str(n) for n in DEFAULT_NUM_EXAMPLES.values())
