@@ -6,7 +6,8 @@
   class in test.
 - `write_fashion_gen`: the two HDF5 files with Fashion-Gen's keys, dtypes and
   shapes (`input_image` uint8 (N, 256, 256, 3), byte strings (N, 1)), with
-  a description that is not UTF-8 and an unknown sub-category in validation.
+  Latin-1 descriptions (as the publishers' files have) and an unknown
+  sub-category in validation.
 - `write_manifest`: a CSV manifest with missing labels and bad rows.
 """
 
@@ -112,7 +113,7 @@ def write_fashion_gen(root, train_per_class=8, validation_per_class=2):
 
     Returns:
         dict: `rows` per file, `subcategories` per file (row order),
-        `undecodable_train_row`, `unknown_validation_row`.
+        `latin1_rows` per file, `unknown_validation_row`.
     """
     import h5py
 
@@ -141,12 +142,14 @@ def write_fashion_gen(root, train_per_class=8, validation_per_class=2):
                 f"Item {i}: {label.lower()} in cotton. Logo at chest.".encode()
                 for i, label in enumerate(labels)
             ]
+            # As the publishers wrote them: some descriptions are Latin-1.
             if name == "train":
-                descriptions[3] = (
-                    b"Caf\xe9 latte-colored jeans"  # Latin-1, not UTF-8.
-                )
-                info["undecodable_train_row"] = 3
+                descriptions[3] = b"Caf\xe9 latte-colored jeans"
+                descriptions[11] = b"Robe d\xe9collet\xe9e, 100% laine"
+                info["latin1_rows"] = {"train": [3, 11]}
             else:
+                descriptions[1] = b"Jean d\xe9lav\xe9"
+                info["latin1_rows"]["validation"] = [1]
                 info["unknown_validation_row"] = n - 1
             f.create_dataset(
                 "input_description",
@@ -278,4 +281,78 @@ def write_manifest(root, jsonl=False):
         },
         "labels": {t: [r[t] for r in good] for t in ("color", "pattern")},
         "texts": [r["text"] for r in good],
+    }
+
+
+CATALOGUE_COLORS = {
+    "red": (210, 30, 30),
+    "blue": (30, 60, 210),
+    "green": (30, 160, 60),
+}
+CATALOGUE_SHAPES = ("round", "square")
+
+
+def write_catalogue(root, jsonl=False, per_class=12):
+    """A catalogue export as users bring one: sorted by category, with bad rows.
+
+    Images are JPEGs of the color with a dark square, in `images/`; columns
+    `image`, `text`, `color`, `shape`, rows sorted by color. Planted in the
+    train manifest: a row whose image is missing and one whose JPEG is cut
+    short (and, in JSON Lines, a line that is not JSON); the validation
+    manifest has a color the train manifest never names.
+
+    Returns:
+        dict: `train`, `val` (manifest paths), `train_rows`, `bad_train`
+        (`{reason: n}`), `bad_val`.
+    """
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    rows = []
+    for color, rgb in CATALOGUE_COLORS.items():
+        for i in range(per_class):
+            name = f"images/{color}_{i}.jpg"
+            shape = CATALOGUE_SHAPES[i % 2]
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(encoded_image(rgb, size=(48 + i, 40)))
+            title = f"Classic {shape} item {i}" + (f" in {color}" if i % 3 else "")
+            rows.append({"image": name, "text": title, "color": color,
+                         "shape": shape})
+    truncated = os.path.join(root, "images", "red_1.jpg")
+    with open(truncated, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 3])
+    rows.insert(5, {"image": "images/gone.jpg", "text": "Missing photo",
+                    "color": "red", "shape": "round"})
+    bad_train = {"missing_image": 1, "corrupt_image": 1}
+    val_rows = [
+        {"image": f"images/{c}_{i}.jpg", "text": f"{c} item {i}", "color": c,
+         "shape": CATALOGUE_SHAPES[i % 2]}
+        for c in CATALOGUE_COLORS for i in (2, 3)
+    ]
+    val_rows.insert(0, {"image": "images/blue_4.jpg", "text": "Teal item",
+                        "color": "teal", "shape": "round"})
+    suffix = "jsonl" if jsonl else "csv"
+    paths = {}
+    for split, split_rows in (("train", rows), ("val", val_rows)):
+        path = os.path.join(root, f"{split}.{suffix}")
+        if jsonl:
+            with open(path, "w", encoding="utf-8") as f:
+                for i, row in enumerate(split_rows):
+                    f.write(json.dumps(row) + "\n")
+                    if split == "train" and i == 8:
+                        f.write('{"image": "images/red_3.jpg", "text": \n')
+        else:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, ["image", "text", "color", "shape"])
+                writer.writeheader()
+                writer.writerows(split_rows)
+        paths[split] = path
+    if jsonl:
+        bad_train = dict(bad_train, malformed_row=1)
+    return {
+        "train": paths["train"],
+        "val": paths["val"],
+        "train_rows": len(rows) + (1 if jsonl else 0),
+        "bad_train": bad_train,
+        "bad_val": {"unknown_label": 1},
     }

@@ -162,12 +162,10 @@ def test_visualize_cli_and_tensorboard_hook(tiny, tmp_path):
     assert png.format == "PNG" and png.size == (2 * 224 + 3 * MARGIN,
                                                224 + 2 * MARGIN + TEXT_HEIGHT)
 
-    from trainers.visualize import log_attention_maps
-
     data = RunData(load_dataset("synthetic", num_examples=20))
     data.prepare(clip, config)
     logger = RunLogger(str(tmp_path / "run"))
-    log_attention_maps(logger, "warmup", 7, model, data, num_examples=2)
+    logger.attention_maps("warmup", 7, model, data, num_examples=2)
     events = list((tmp_path / "run" / "tensorboard" / "warmup" / "validation").glob("events*"))
     assert events
     images = [

@@ -35,22 +35,24 @@ def test_splits_labels_pixels_and_bad_records(fashion_gen_dir):
         "subcategory": sorted(SUBCATEGORIES),
         "category": ["DRESSES", "JACKETS & COATS", "JEANS", "TOPS"],
     }
-    assert dataset.num_examples == {"train": 28, "validation": 4, "test": 9}
     raw = {
         s: list(dataset.splits[s].as_numpy_iterator())
         for s in ("train", "validation", "test")
     }
-    assert (
-        len(raw["train"]) + len(raw["validation"]) == 32 - 1
-    )  # One undecodable.
-    assert len(raw["test"]) == 8  # SNEAKERS is not a training class.
-    counts = dataset.bad_records.counts()
-    assert counts["test"] == {"unknown_label": 1}
-    assert (
-        sum(counts.get("train", {}).values())
-        + sum(counts.get("validation", {}).values())
-        == 1
-    )
+    # Every train-file row is kept (Latin-1 text is decoded, not skipped);
+    # SNEAKERS, not a training class, is the one bad test-file row.
+    assert dataset.num_examples == {"train": 28, "validation": 4, "test": 8}
+    assert {s: len(r) for s, r in raw.items()} == dataset.num_examples
+    assert dataset.bad_records.counts() == {"test": {"unknown_label": 1}}
+    recovered = dataset.bad_records.recovered_counts()
+    assert sum(recovered.get(s, {}).get("latin1_text", 0)
+               for s in ("train", "validation")) == 2
+    assert recovered["test"] == {"latin1_text": 1}
+    texts = {row_of(r): r["text"].decode("utf-8")
+             for r in raw["train"] + raw["validation"]}
+    assert texts[3] == "Café latte-colored jeans"
+    assert texts[11] == "Robe décolletée, 100% laine"
+    assert "Jean délavé" in {r["text"].decode("utf-8") for r in raw["test"]}
     # Stratified: one validation example per sub-category.
     assert sorted(
         int(r["labels"]["subcategory"]) for r in raw["validation"]
@@ -73,13 +75,11 @@ def test_splits_labels_pixels_and_bad_records(fashion_gen_dir):
                 )
                 == subcategory
             )
-            assert (
-                record["text"].decode()
-                == f"Item {row}: {subcategory.lower()} in cotton. Logo at chest."
-            )
-    assert fixture["undecodable_train_row"] not in {
-        row_of(r) for r in raw["train"] + raw["validation"]
-    }
+            if row not in fixture["latin1_rows"]["train"]:
+                assert (
+                    record["text"].decode()
+                    == f"Item {row}: {subcategory.lower()} in cotton. Logo at chest."
+                )
 
 
 def test_default_task_is_subcategory(fashion_gen_dir):
@@ -87,6 +87,18 @@ def test_default_task_is_subcategory(fashion_gen_dir):
     dataset = load_dataset("fashion_gen", data_dir=root, val_fraction=0.125)
     assert list(dataset.tasks) == ["subcategory"]
     assert dataset.num_examples["validation"] == 4
+    assert not dataset.notes
+
+
+def test_a_small_file_gets_a_small_validation_split_by_default(fashion_gen_dir):
+    # The default 5,000 does not fit 32 rows: 10% of them, with a note.
+    root, _ = fashion_gen_dir
+    dataset = load_dataset("fashion_gen", data_dir=root)
+    assert dataset.num_examples["validation"] == 3  # round(0.1 * 32)
+    assert dataset.num_examples["train"] == 29
+    assert "--val-size" in dataset.notes[0] and "--val-fraction" in dataset.notes[0]
+    with pytest.raises(ValueError, match="--val-size or --val-fraction"):
+        load_dataset("fashion_gen", data_dir=root, val_size=5000)
 
 
 def test_streams_in_bounded_blocks(fashion_gen_dir, monkeypatch):
@@ -110,9 +122,22 @@ def test_streams_in_bounded_blocks(fashion_gen_dir, monkeypatch):
         BadRecordCounter(),
         block_size=3,
     )
-    rows = [row_of(r) for r in source()]
+    source.good_rows()  # The check reads only the small text and label columns.
+    reads.clear()
+    rows = [row_of(r) for r in source.examples()]
     assert rows == [0, 2, 5, 6, 7, 8, 20, 31]
     assert max(reads) <= 2 * 3  # Never more than two blocks' rows at once.
+    # In any order (an epoch's permutation), still block by block.
+    reads.clear()
+    order = [5, 0, 7, 3, 1, 6, 2, 4]
+    shuffled = list(source.examples(order))
+    assert [row_of(r) for r in shuffled] == [int(indices[i]) for i in order]
+    assert max(reads) <= 2 * 3
+    with h5py.File(f"{root}/{fashion_gen.TRAIN_FILE}", "r") as f:
+        for record in shuffled:
+            np.testing.assert_array_equal(
+                record["image"], f["input_image"][row_of(record)]
+            )
 
 
 def test_missing_files_are_named(tmp_path):

@@ -21,11 +21,8 @@ def test_splits_labels_and_bad_records(food101_dir):
     root, fixture = food101_dir
     dataset = load_dataset("food101", data_dir=root, val_size=3, seed=0)
     assert dataset.tasks.to_json() == {"tasks": {"label": list(FOOD_CLASSES)}}
-    assert dataset.num_examples == {
-        "train": 16,
-        "validation": 3,
-        "test": fixture["test_rows"],
-    }
+    rows = {s: len(source.records) for s, source in dataset.sources.items()}
+    assert rows == {"train": 16, "validation": 3, "test": fixture["test_rows"]}
 
     raw = {
         s: list(dataset.splits[s].as_numpy_iterator())
@@ -35,6 +32,8 @@ def test_splits_labels_and_bad_records(food101_dir):
     assert (
         len(raw["train"]) + len(raw["validation"]) == fixture["train_rows"] - 2
     )
+    # The sizes count good records only: what an epoch can batch.
+    assert dataset.num_examples == {s: len(r) for s, r in raw.items()}
     counts = dataset.bad_records.counts()
     merged = collections.Counter(counts.get("train", {})) + collections.Counter(
         counts.get("validation", {})
@@ -75,8 +74,9 @@ def test_val_fraction_and_stratification():
 def test_val_fraction_option(food101_dir):
     root, _ = food101_dir
     dataset = load_dataset("food101", data_dir=root, val_fraction=0.2)
-    assert dataset.num_examples["validation"] == 4  # round(19 * 0.2)
-    assert dataset.num_examples["train"] == 15
+    assert len(dataset.sources["validation"].records) == 4  # round(19 * 0.2)
+    assert len(dataset.sources["train"].records) == 15
+    assert not dataset.notes
 
 
 def test_clear_errors(tmp_path, food101_dir):
@@ -85,8 +85,12 @@ def test_clear_errors(tmp_path, food101_dir):
     ):
         load_dataset("food101", data_dir=str(tmp_path))
     root, _ = food101_dir
-    # MMBT's 5,000 cannot come out of 19 rows.
-    with pytest.raises(ValueError, match="val_fraction"):
-        load_dataset("food101", data_dir=root)
+    # MMBT's 5,000 cannot come out of 19 rows when asked for explicitly...
+    with pytest.raises(ValueError, match="--val-size or --val-fraction"):
+        load_dataset("food101", data_dir=root, val_size=5000)
+    # ...and by default a small folder gets 10% of train, with a note.
+    small = load_dataset("food101", data_dir=root)
+    assert len(small.sources["validation"].records) == 2  # round(19 * 0.1)
+    assert len(small.notes) == 1 and "--val-size" in small.notes[0]
     with pytest.raises(ValueError, match="pass data_dir"):
         load_dataset("food101")

@@ -1,5 +1,8 @@
 """make_batches: what the trainer gets, in what order, from raw splits."""
 
+import csv
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +11,8 @@ from cmaclip_tf.data import ImagePreprocessor
 from cmaclip_tf.data import TextPreprocessor
 from cmaclip_tf.data import load_dataset
 from cmaclip_tf.data import make_batches
-from cmaclip_tf.data import shuffle_seed
+from cmaclip_tf.data import epoch_permutation
+from fixtures_data import encoded_image
 
 SIZES = {"train": 70, "validation": 10, "test": 10}
 
@@ -70,34 +74,68 @@ def test_evaluation_batches_keep_order_and_values(setup):
     )
 
 
-def test_training_shuffle_is_seeded_by_seed_and_epoch(setup):
+def test_epoch_order_is_a_seeded_full_permutation(setup):
     dataset, text, image = setup
-    train = dataset.splits["train"]
 
-    def order(seed, epoch):
-        return ids_of(
-            make_batches(
-                train,
-                text,
-                image,
-                16,
-                training=True,
-                seed=seed,
-                epoch=epoch,
-                include_ids=True,
-            )
-        )
+    def order(seed, epoch, skip=0):
+        raw = dataset.epoch_split("train", seed, epoch, skip)
+        return [e["id"].decode() for e in raw.as_numpy_iterator()]
 
     first = order(0, 0)
-    assert (
-        len(first) == 64
-    )  # 70 examples, 4 full batches of 16; the rest dropped.
-    assert len(set(first)) == 64
-    assert order(0, 0) == first  # A resumed run sees the same epoch again.
+    assert sorted(first) == sorted(f"synthetic/train/{i}" for i in range(70))
+    assert first != sorted(first, key=lambda i: int(i.rsplit("/", 1)[1]))
+    assert order(0, 0) == first  # A resumed run sees the same epoch again,
+    assert order(0, 0, skip=48) == first[48:]  # from where it stopped.
     assert order(0, 1) != first
     assert order(1, 0) != first
-    assert first != sorted(first, key=lambda i: int(i.rsplit("/", 1)[1]))
-    assert shuffle_seed(0, 1) != shuffle_seed(1, 0)
+    np.testing.assert_array_equal(
+        epoch_permutation(70, 0, 0),
+        [int(i.rsplit("/", 1)[1]) for i in first],
+    )
+    batches = make_batches(
+        dataset.epoch_split("train", 0, 0), text, image, 16, training=True,
+        include_ids=True,
+    )
+    assert ids_of(batches) == first[:64]  # 4 full batches; the rest dropped.
+
+
+def class_sorted_manifest(root, num_classes, per_class):
+    """A CSV manifest sorted by class, all rows sharing one image file."""
+    with open(os.path.join(root, "item.png"), "wb") as f:
+        f.write(encoded_image(image_format="PNG"))
+    path = os.path.join(root, "sorted.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "text", "category"])
+        for c in range(num_classes):
+            for i in range(per_class):
+                writer.writerow(["item.png", f"item {i}", f"class_{c:02d}"])
+    return path
+
+
+@pytest.mark.parametrize("seed,epoch", [(0, 0), (3, 7)])
+def test_batches_of_a_class_sorted_source_draw_from_the_whole_split(
+    tmp_path, seed, epoch
+):
+    # 12,000 rows sorted by class: more than any shuffle buffer held. Each
+    # epoch's first batches must follow the split's class frequencies, not
+    # a window of a few classes (a chi-square test, 9 degrees of freedom).
+    path = class_sorted_manifest(str(tmp_path), num_classes=10, per_class=1200)
+    dataset = load_dataset("manifest", manifest=path, val_fraction=0.05)
+    assert dataset.num_examples["train"] == 11400
+    labels = [
+        int(e["labels"]["category"])
+        for e in dataset.epoch_split("train", seed, epoch)
+        .take(20 * 32)
+        .as_numpy_iterator()
+    ]
+    observed = np.bincount(labels, minlength=10)
+    expected = np.full(10, len(labels) / 10)  # Stratified: equal shares.
+    chi_square = float(((observed - expected) ** 2 / expected).sum())
+    assert chi_square < 27.88  # The 0.1% critical value at 9 d.o.f.
+    # Every batch of 32 mixes many classes (sorted order would give 1).
+    per_batch = [len(set(labels[i : i + 32])) for i in range(0, 640, 32)]
+    assert min(per_batch) >= 6
 
 
 def test_batch_size_is_global_and_remainder_is_configurable(setup):
@@ -113,8 +151,6 @@ def test_batch_size_is_global_and_remainder_is_configurable(setup):
     assert [f["images"].shape[0] for f, _ in batches] == [4, 4, 2]
     strategy = tf.distribute.get_strategy()
     distributed = strategy.experimental_distribute_dataset(
-        make_batches(
-            dataset.splits["validation"], text, image, 4, training=True
-        )
+        make_batches(dataset.split("validation"), text, image, 4, training=True)
     )
     assert sum(1 for _ in distributed) == 2

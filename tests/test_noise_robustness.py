@@ -198,8 +198,9 @@ def test_evaluate_noise_robustness_of_a_saved_model(tmp_path):
         names, config["sequence_length"],
     )
     LabelVocabularies(names).save(str(tmp_path))
-    results = evaluate_noise_robustness(str(tmp_path), "synthetic", seed=0,
-                                        num_examples=40, batch_size=4)
+    results = evaluate_noise_robustness(
+        str(tmp_path), {"name": "synthetic", "seed": 0, "num_examples": 40},
+        batch_size=4)
     assert list(results) == ["as_is", "no_attribute_words",
                              "correct_attribute_words", "noise_image"]
     for condition in results.values():

@@ -76,7 +76,9 @@ def test_end2end_trains_clip_too(synthetic):
 
 
 @pytest.mark.parametrize("stage", ["warmup", "tuning"])
-def test_cached_features_train_exactly_like_the_uncached_path(synthetic, stage):
+def test_cached_features_train_exactly_like_the_uncached_path(
+    synthetic, stage, tmp_path
+):
     model, data, trainer, strategy = _setup(synthetic, stage)
     initial = _snapshot(model.variables)
     raw_losses = _train(data, trainer, strategy, steps=3)
@@ -85,7 +87,7 @@ def test_cached_features_train_exactly_like_the_uncached_path(synthetic, stage):
     model_2, data_2, trainer_2, _ = _setup(synthetic, stage)
     for variable, value in zip(model_2.variables, initial):
         variable.assign(value)
-    cached = data_2.cache_features(trainer_2, BATCH)
+    cached = data_2.cache_features(trainer_2, BATCH, str(tmp_path / "cache"))
     depth = "embeddings" if stage == "tuning" else "clip_features"
     assert trainer_2.input_depth == depth
     cached_losses = _train(data_2, trainer_2, strategy, steps=3, cached=cached)

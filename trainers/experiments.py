@@ -157,12 +157,8 @@ def run_method(args, method, seed):
     trained = time.time() - started
     if not args.skip_noise:
         keras.backend.clear_session()
-        noise_robustness.main([
-            "--workdir", workdir, "--dataset", args.dataset, "--seed", str(seed),
-            "--model", args.model,
-            *(["--num-examples", str(args.num_examples)] if args.num_examples else []),
-            *(["--data-dir", args.data_dir] if args.data_dir else []),
-        ])
+        # The run's own data flags (WORKDIR/run.json) pick the test split.
+        noise_robustness.main(["--workdir", workdir])
     record = {
         "method": method, "seed": seed, "commands": commands,
         "train_seconds": trained, "total_seconds": time.time() - started,

@@ -2,18 +2,17 @@
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from cmaclip_tf.data import ImagePreprocessor
 from cmaclip_tf.data import TextPreprocessor
+from cmaclip_tf.data import epoch_permutation
 from cmaclip_tf.data import load_dataset
 from cmaclip_tf.data import make_batches
-from cmaclip_tf.data import shuffle_seed
 from cmaclip_tf.inference_bundle import save_inference_bundle
 from cmaclip_tf.models import get_model_config
-
-SHUFFLE_BUFFER = 10_000
+from trainers.feature_cache import FeatureCache
+from trainers.feature_cache import weights_fingerprint
 
 
 def load_run_data(args):
@@ -31,6 +30,7 @@ def load_run_data(args):
         tasks=tasks,
         seed=args.seed,
         num_examples=args.num_examples,
+        val_size=getattr(args, "val_size", None),
         val_fraction=args.val_fraction,
         on_bad_record=args.on_bad_record,
         label_vocabularies=labels if os.path.isfile(labels) else None,
@@ -55,6 +55,7 @@ class RunData:
 
     @property
     def num_train_examples(self):
+        """Good training records (bad ones are already left out)."""
         return int(self.dataset.num_examples["train"])
 
     def save_labels(self, workdir):
@@ -62,6 +63,9 @@ class RunData:
 
     def bad_record_counts(self):
         return self.dataset.bad_records.counts()
+
+    def recovered_record_counts(self):
+        return self.dataset.bad_records.recovered_counts()
 
     def prepare(self, clip, config):
         """Builds the tokenizer and image preprocessing of the loaded CLIP."""
@@ -73,55 +77,67 @@ class RunData:
             clip.image_converter
         )
 
-    def _batches(self, split, batch_size, training, epoch=0):
+    def _batches(self, raw_split, batch_size, training):
         return make_batches(
-            self.dataset.split(split),
+            raw_split,
             self.text_preprocessor,
             self.image_preprocessor,
             batch_size,
             training=training,
-            seed=self.seed,
-            epoch=epoch,
-            shuffle_buffer_size=SHUFFLE_BUFFER,
         )
 
-    def train_batches(self, epoch, batch_size, skip_batches=0, trainer=None,
-                      cached=None):
+    def train_batches(self, epoch, batch_size, skip_batches=0, cached=None):
         """Epoch `epoch`'s batches (same order on every run), from `skip_batches`.
 
-        With `cached` (from `cache_features`), the same examples in the same
-        order, as features at the trainer's input depth.
+        The order is a full permutation of the training records, seeded by
+        the run's seed and the epoch. With `cached` (a `FeatureCache`), the
+        same examples in the same order, as features at the trainer's input
+        depth.
         """
+        skip = skip_batches * batch_size
         if cached is None:
-            dataset = self._batches("train", batch_size, True, epoch)
+            raw = self.dataset.epoch_split("train", self.seed, epoch, skip)
+            dataset = self._batches(raw, batch_size, training=True)
         else:
-            # The same shuffle as `make_batches` applies to the raw examples.
-            dataset = cached.shuffle(
-                SHUFFLE_BUFFER, seed=shuffle_seed(self.seed, epoch),
-                reshuffle_each_iteration=False,
-            ).batch(batch_size, drop_remainder=True)
-        return dataset.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
+            order = epoch_permutation(len(cached), self.seed, epoch)[skip:]
+            dataset = cached.batches(order, batch_size)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
-    def eval_batches(self, split, batch_size, trainer=None, cached=None):
-        return self._batches(split, batch_size, training=False)
+    def eval_batches(self, split, batch_size):
+        """Every example of `split`, in file order."""
+        return self._batches(self.dataset.split(split), batch_size, False)
 
-    def cache_features(self, trainer, batch_size):
-        """Runs the frozen front of the model once over train, in order.
+    def preview(self, split, num_examples):
+        """`(features, texts)` of the first `num_examples` good records."""
+        for features, _ in self._batches(
+            self.dataset.split(split).take(num_examples), num_examples, False
+        ).take(1):
+            texts = [
+                t.decode("utf-8", errors="replace")
+                for t in self.dataset.split(split)
+                .take(num_examples)
+                .map(lambda e: e["text"])
+                .as_numpy_iterator()
+            ]
+            return features, texts
+        return None, []
 
-        Returns a dataset of per-example `(features, labels)` at the trainer's
-        input depth, held in host memory.
+    def cache_features(self, trainer, batch_size, directory):
+        """The frozen front of the model over train, on disk (`FeatureCache`).
+
+        Reuses a complete cache in `directory` computed from the same frozen
+        weights and records (after a restart, say).
         """
-        compute = tf.function(trainer.features_at_depth)
-        chunks = []
-        for features, labels in self._batches("train", batch_size, training=False):
-            outputs = compute(features)
-            chunks.append((
-                {k: v.numpy() for k, v in outputs.items()},
-                {k: v.numpy() for k, v in labels.items()},
-            ))
-        features = {k: np.concatenate([c[0][k] for c in chunks]) for k in chunks[0][0]}
-        labels = {k: np.concatenate([c[1][k] for c in chunks]) for k in chunks[0][1]}
-        return tf.data.Dataset.from_tensor_slices((features, labels))
+        fingerprint = weights_fingerprint(
+            trainer.frozen_variables(), trainer.input_depth,
+            self.dataset.name, self.num_train_examples, self.dataset.description,
+        )
+        return FeatureCache.build(
+            directory,
+            self.eval_batches("train", batch_size),
+            tf.function(trainer.features_at_depth),
+            fingerprint,
+        )
 
     def save_inference_bundle(self, directory, model, clip, config, metadata):
         save_inference_bundle(

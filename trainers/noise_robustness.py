@@ -1,7 +1,6 @@
 """Noise robustness of a trained run: the paper's Table 5 as a measurement.
 
-    python trainers/noise_robustness.py --workdir runs/full --dataset synthetic \
-        --seed 0 [--num-examples N]
+    python trainers/noise_robustness.py --workdir runs/full
 
 Evaluates the run's final model (`WORKDIR/inference/`, or CLIP with class
 prompts for a `--variant zero_shot` run) on the test split under each
@@ -11,8 +10,9 @@ and noise images. Writes `WORKDIR/noise_robustness.json`: `{condition: {task:
 {accuracy, recall_at_90_precision, image_weight_mean, ...}}}`, with λ and
 accuracy also apart for titles that name the task and titles that do not
 (`image_weight_mean_named`, `image_weight_mean_unnamed`, ...), and prints a
-table. Pass the same `--dataset`, `--seed` and `--num-examples` as the run, so
-the test split is the one it was evaluated on.
+table. The test split is read with the run's own data flags (`WORKDIR/run.json`:
+dataset, files, seed, sizes), so it is the one the run was evaluated on; flags
+given here override them.
 """
 
 import argparse
@@ -23,7 +23,16 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from trainers.run_record import read_run_record  # noqa: E402
+
 RESULT_FILE = "noise_robustness.json"
+# trainers/run.py flags that pick the data, as `load_dataset` arguments.
+DATA_FLAGS = {
+    "dataset": "name", "data_dir": "data_dir", "manifest": "manifest",
+    "val_manifest": "val_manifest", "test_manifest": "test_manifest",
+    "seed": "seed", "num_examples": "num_examples", "val_size": "val_size",
+    "val_fraction": "val_fraction",
+}
 
 
 def build_parser():
@@ -31,26 +40,32 @@ def build_parser():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", required=True, help="A finished run's workdir.")
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--data-dir", help="As for trainers/run.py.")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="The run's --seed (picks the generated data).")
-    parser.add_argument("--num-examples", type=int,
-                        help="The run's --num-examples.")
-    parser.add_argument("--model", default="tiny",
-                        help="Model config (used by zero-shot runs only).")
-    parser.add_argument("--prompt", default="a photo of a {label}",
-                        help="Zero-shot runs: the class prompt template.")
+    data = parser.add_argument_group(
+        "data", "Default: the run's own (WORKDIR/run.json); as for trainers/run.py.")
+    data.add_argument("--dataset")
+    data.add_argument("--data-dir")
+    data.add_argument("--manifest")
+    data.add_argument("--val-manifest")
+    data.add_argument("--test-manifest")
+    data.add_argument("--seed", type=int)
+    data.add_argument("--num-examples", type=int)
+    data.add_argument("--val-size", type=int)
+    data.add_argument("--val-fraction", type=float)
+    parser.add_argument("--model", help="Zero-shot runs: the model config "
+                        "(default: the run's).")
+    parser.add_argument("--prompt", help="Zero-shot runs: the class prompt "
+                        "template (default: the run's).")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--output", help=f"Default: WORKDIR/{RESULT_FILE}.")
     return parser
 
 
-def load_run_model(workdir, model_config="tiny", prompt=None):
+def load_run_model(workdir, model_config=None, prompt=None):
     """`(model, text_preprocessor, image_preprocessor, class names)` of a run.
 
     A trained run has an inference bundle; a zero-shot run has none, so its
-    model is rebuilt from CLIP and the class prompts, as the trainer built it.
+    model is rebuilt from CLIP and the class prompts, as the trainer built it
+    (its model config, CLIP preset and prompt from `run.json`, unless given).
     """
     from cmaclip_tf.inference_bundle import load_inference_bundle
 
@@ -73,8 +88,10 @@ def load_run_model(workdir, model_config="tiny", prompt=None):
     from cmaclip_tf.models.zero_shot_clip import ZeroShotCLIP
     from cmaclip_tf.models.zero_shot_clip import class_prompts
 
-    config = get_model_config(model_config)
-    clip = load_clip(config["clip_preset"])
+    run = read_run_record(workdir)
+    config = get_model_config(model_config or run.get("model") or "tiny")
+    clip = load_clip(run.get("clip_preset") or config["clip_preset"])
+    prompt = prompt or run.get("prompt")
     text_preprocessor = TextPreprocessor.from_tokenizer(
         clip.tokenizer, config["sequence_length"]
     )
@@ -111,14 +128,38 @@ def predict(forward, batches):
             chunk[f"{task}_image_weight"] = outputs[f"{task}_image_weight"].numpy()
             chunk[f"{task}_label"] = labels[task].numpy()
         chunks.append(chunk)
+    if not chunks:  # An empty split (a manifest run without --test-manifest).
+        return {}
     return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
 
+def run_data_options(workdir, overrides=None):
+    """The `load_dataset` arguments of a run: its `run.json`, then `overrides`.
+
+    Args:
+        workdir: the run's workdir.
+        overrides: `{trainers/run.py flag name: value}`; `None` values are
+            not overrides.
+    """
+    options = {"name": "synthetic", "seed": 0}
+    options.update({DATA_FLAGS[k]: v for k, v in read_run_record(workdir).items()
+                    if k in DATA_FLAGS and v is not None})
+    for flag, value in (overrides or {}).items():
+        if value is not None:
+            options[DATA_FLAGS[flag]] = value
+    return options
+
+
 def evaluate_noise_robustness(
-    workdir, dataset="synthetic", seed=0, num_examples=None, data_dir=None,
-    model_config="tiny", prompt=None, batch_size=64, split="test",
+    workdir, data_options=None, model_config=None, prompt=None, batch_size=64,
+    split="test",
 ):
     """Metrics and mean λ per task under each perturbation of `split`.
+
+    Args:
+        workdir: a finished run.
+        data_options: `load_dataset` arguments (`name`, files, `seed`,
+            sizes); default: the run's (`run_data_options(workdir)`).
 
     Returns:
         `{condition: {task: metrics}}`, metrics as `evaluate_predictions`'.
@@ -136,13 +177,16 @@ def evaluate_noise_robustness(
     model, text_preprocessor, image_preprocessor, names = load_run_model(
         workdir, model_config, prompt
     )
+    options = dict(data_options or run_data_options(workdir))
+    dataset = options.pop("name")
     data = load_dataset(
-        dataset, data_dir=data_dir, seed=seed, num_examples=num_examples,
+        dataset, **options,
         tasks=list(names), label_vocabularies=os.path.join(
             workdir, "label_vocabularies.json"
         ),
         image_size=image_preprocessor.image_size,
     )
+    seed = options.get("seed", 0)
     words = attribute_words(names, dataset)
     forward = tf.function(lambda features: model(features, training=False))
     results = {}
@@ -170,6 +214,8 @@ def add_mention_split(metrics, predictions, texts, perturbation):
     import numpy as np
 
     for task, values in metrics.items():
+        if not predictions:
+            continue
         labels = predictions[f"{task}_label"]
         labelled = labels >= 0
         named = np.array([perturbation.names_task(t, task) for t in texts])[labelled]
@@ -207,9 +253,11 @@ def format_table(results):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    options = run_data_options(
+        args.workdir, {flag: getattr(args, flag) for flag in DATA_FLAGS}
+    )
     results = evaluate_noise_robustness(
-        args.workdir, args.dataset, args.seed, args.num_examples, args.data_dir,
-        args.model, args.prompt, args.batch_size,
+        args.workdir, options, args.model, args.prompt, args.batch_size,
     )
     output = args.output or os.path.join(args.workdir, RESULT_FILE)
     with open(output, "w") as f:

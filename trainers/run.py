@@ -1,12 +1,11 @@
 """Trains CMA-CLIP in the paper's three stages.
 
-    python trainers/run.py --dataset synthetic --stage all
-    python trainers/run.py --dataset fashion_gen --data-dir DIR --stage end2end \
-        --model vit_b32
+  python trainers/run.py --dataset synthetic --stage all
+  python trainers/run.py --dataset fashion_gen --data-dir DIR --model vit_b32
 
-Outputs land in `--workdir`: `<stage>/` (best and latest checkpoints),
-`tensorboard/`, `metrics.json`, `labels.json` and `inference/` (what
-`python -m serving.export` turns into a SavedModel).
+Outputs land in --workdir: <stage>/ (best and latest checkpoints),
+tensorboard/, metrics.json, label_vocabularies.json, run.json and inference/
+(what `python -m serving.export` turns into a SavedModel).
 """
 
 import argparse
@@ -17,6 +16,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from trainers import command_line  # noqa: E402
 from trainers.stage_schedule import STAGE_ORDER  # noqa: E402
 
 
@@ -50,10 +50,19 @@ def build_parser():
     data.add_argument("--test-manifest", help="Test manifest.")
     data.add_argument("--tasks", help="Comma-separated tasks to train "
                       "(default: all the dataset has).")
-    data.add_argument("--num-examples", type=int, help="synthetic: number of "
-                      "training examples (validation and test scale with it).")
-    data.add_argument("--val-fraction", type=float, help="food101: validation "
-                      "share of train (default: 5,000 examples as in MMBT).")
+    data.add_argument("--num-examples", type=command_line.positive_int,
+                      help="synthetic: number of training examples (validation "
+                      "and test scale with it); files: read only the first N "
+                      "of each split.")
+    data.add_argument("--val-size", type=command_line.non_negative_int,
+                      help="Validation examples carved out of train where the "
+                      "dataset has no validation split (food101, fashion_gen, "
+                      "a manifest without --val-manifest). Default: 5,000 for "
+                      "food101 and fashion_gen (as MMBT), or 10%% of a train "
+                      "split too small for that; 10%% for a manifest.")
+    data.add_argument("--val-fraction", type=command_line.fraction,
+                      help="Share of train for validation instead of "
+                      "--val-size (the paper: 0.2).")
     data.add_argument("--on-bad-record", default="skip", choices=["skip", "error"],
                       help="skip (and count) corrupt or unlabelled records, or "
                       "stop at the first with its file and row.")
@@ -81,16 +90,20 @@ def build_parser():
                           help="warmup: CLIP frozen; end2end: all trainable; "
                           "tuning: only modality attention and heads; all: the "
                           "three in order (tuning only with several tasks).")
-    training.add_argument("--epochs", type=int, help="Epochs for every stage.")
+    training.add_argument("--epochs", type=command_line.non_negative_int,
+                          help="Epochs for every stage (0: evaluate the "
+                          "stage's starting point without training).")
     for stage in STAGE_ORDER:
-        training.add_argument(f"--{stage}-epochs", type=int,
+        training.add_argument(f"--{stage}-epochs",
+                              type=command_line.non_negative_int,
                               help=f"Epochs of the {stage} stage.")
-    training.add_argument("--steps-per-epoch", type=int,
+    training.add_argument("--steps-per-epoch", type=command_line.positive_int,
                           help="Cap on steps per epoch (quick runs).")
-    training.add_argument("--batch-size", type=int, help="Global batch size.")
-    training.add_argument("--learning-rate", type=float,
+    training.add_argument("--batch-size", type=command_line.positive_int,
+                          help="Global batch size.")
+    training.add_argument("--learning-rate", type=command_line.positive_float,
                           help="Base learning rate (default: the model config's).")
-    training.add_argument("--weight-decay", type=float,
+    training.add_argument("--weight-decay", type=command_line.non_negative_float,
                           help="AdamW weight decay (default: the model config's).")
     training.add_argument("--selection-metric", default="auto",
                           choices=["auto", "recall_at_90_precision", "accuracy"],
@@ -99,8 +112,13 @@ def build_parser():
                           "fashion_gen, recall at 90%% precision otherwise).")
     training.add_argument("--cache-features", action="store_true",
                           help="In frozen stages, compute the frozen front of "
-                          "the model once and reuse it across epochs.")
-    training.add_argument("--checkpoint-every", type=int, default=50,
+                          "the model once, to disk (WORKDIR/<stage>/"
+                          "feature_cache/), and read it every epoch.")
+    training.add_argument("--keep-feature-cache", action="store_true",
+                          help="Keep the feature cache when the stage ends "
+                          "(default: delete it).")
+    training.add_argument("--checkpoint-every", type=command_line.positive_int,
+                          default=50,
                           help="Steps between mid-epoch checkpoints.")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
@@ -123,14 +141,22 @@ def build_parser():
     system.add_argument("--model-name", default="cmaclip",
                         help="Model name for --export.")
     system.add_argument("--quiet", action="store_true", help="No progress bars.")
+    system.add_argument("--debug", action="store_true",
+                        help="TensorFlow's own log lines, and the full "
+                        "traceback of an error.")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from trainers.training_run import TrainingRun
+    command_line.quiet_tensorflow(args.debug)
 
-    return TrainingRun(args).run()
+    def run():
+        from trainers.training_run import TrainingRun
+
+        return TrainingRun(args).run()
+
+    return command_line.run_reporting_errors(run, args.debug)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""TensorBoard logging of a run: losses, metrics, learning rates, λ, hparams.
+"""TensorBoard logging of a run: losses, metrics, learning rates, λ, hparams,
+bad records and attention maps.
 
 Writes `WORKDIR/tensorboard/<stage>/{train,validation}` with the
 `tf.summary` APIs and the hparams plugin.
@@ -55,14 +56,40 @@ class RunLogger:
         for writer in self._writers.values():
             writer.flush()
 
-    def bad_records(self, stage, step, counts):
-        """Skipped records per split and reason (`{split: {reason: n}}`)."""
+    def bad_records(self, stage, step, counts, recovered=None):
+        """Records skipped (`{split: {reason: n}}`) and kept by a fallback."""
         if not self.enabled:
             return
         with self._writer(stage, "train").as_default():
-            for split, reasons in counts.items():
-                for reason, count in reasons.items():
-                    tf.summary.scalar(f"bad_records/{split}/{reason}", count, step=step)
+            for tag, values in (("bad_records", counts),
+                                ("recovered_records", recovered or {})):
+                for split, reasons in values.items():
+                    for reason, count in reasons.items():
+                        tf.summary.scalar(f"{tag}/{split}/{reason}", count,
+                                          step=step)
+
+    def attention_maps(self, stage, step, model, data, num_examples=4):
+        """Logs the attention maps of the first validation examples.
+
+        Args:
+            model: the model being trained; variants without sequence-wise
+                attention log nothing.
+            data: `trainers.input_data.RunData`, prepared.
+            num_examples: how many of the first good validation records.
+        """
+        if not self.enabled or getattr(model, "sequence_attention", None) is None:
+            return
+        from cmaclip_tf.attention_map import attention_map_figures
+
+        features, texts = data.preview("validation", num_examples)
+        if not texts:
+            return
+        preprocess = data.image_preprocessor
+        figures = attention_map_figures(
+            model, features, texts, data.text_preprocessor, preprocess.mean,
+            preprocess.std,
+        )
+        self.image(stage, "attention_maps", figures, step)
 
     def image(self, stage, name, images, step):
         """Logs images `[N, H, W, C]` in [0, 1] (e.g. attention maps)."""

@@ -63,7 +63,10 @@ class StageTrainer:
         ]
         self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile)
         self._train_step = tf.function(self._distributed_train_step)
-        self._eval_step = tf.function(self._distributed_eval_step)
+        # The last evaluation batch is smaller: one more trace, not one each.
+        self._eval_step = tf.function(
+            self._distributed_eval_step, reduce_retracing=True
+        )
 
     # --- Which depth of the model the stage starts from. ---
 
@@ -75,6 +78,11 @@ class StageTrainer:
         if self.schedule.clip_frozen():
             return "clip_features"
         return "raw"
+
+    def frozen_variables(self):
+        """The variables of the frozen module groups (what a cache fits)."""
+        groups = self.model.module_groups()
+        return [v for g in self.schedule.frozen_groups() for v in groups.get(g, [])]
 
     def features_at_depth(self, features):
         """Runs the frozen front of the model (inference mode) on raw inputs."""
@@ -149,17 +157,29 @@ class StageTrainer:
         }
 
     def train_steps(self, distributed_dataset, num_steps, on_step=None):
-        """Runs `num_steps` steps; returns the mean loss per task."""
+        """Runs up to `num_steps` steps; returns the mean loss per task.
+
+        Stops early, without an error, if the data ends first (the caller
+        counted the steps from the good records, so that should not happen;
+        `steps_run` says how many ran).
+        """
         iterator = iter(distributed_dataset)
         totals = {task: 0.0 for task in self.tasks}
+        self.steps_run = 0
         for step in range(num_steps):
-            losses = self._train_step(iterator)
+            try:
+                losses = self._train_step(iterator)
+            except tf.errors.OutOfRangeError:
+                break
             losses = {task: float(value) for task, value in losses.items()}
+            self.steps_run += 1
             for task in self.tasks:
                 totals[task] += losses[task]
             if on_step is not None:
                 on_step(step, losses)
-        return {task: total / max(num_steps, 1) for task, total in totals.items()}
+        return {
+            task: total / max(self.steps_run, 1) for task, total in totals.items()
+        }
 
     # --- Evaluation. ---
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import time
 
 import keras
@@ -17,13 +18,14 @@ from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
 from trainers.input_data import load_run_data
 from trainers.run_logger import RunLogger
+from trainers.run_record import RUN_FILE
+from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import STAGES
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import TARGET_PRECISION
 from trainers.stage_trainer import StageTrainer
 from trainers.stage_trainer import score_thresholds
-from trainers.visualize import log_attention_maps
 
 
 
@@ -38,16 +40,25 @@ class TrainingRun:
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
-        os.makedirs(self.workdir, exist_ok=True)
         keras.utils.set_random_seed(args.seed)
+        # Data first, every record checked: a missing file, a bad argument or
+        # a bad record under --on-bad-record error leaves no workdir.
         self.data = load_run_data(args)
+        self.split_sizes = self.data.dataset.num_examples
         self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
+        os.makedirs(self.workdir, exist_ok=True)
         self.model_config = None
         self.logger = RunLogger(self.workdir, enabled=self.chief)
 
     def log(self, message):
         if self.chief:
             print(message, flush=True)
+
+    def progress_verbosity(self):
+        """A live bar on a terminal, one line per epoch in a log file."""
+        if self.args.quiet or not self.chief:
+            return 0
+        return 1 if sys.stdout.isatty() else 2
 
     # --- Stages. ---
 
@@ -69,8 +80,10 @@ class TrainingRun:
 
     def run(self):
         started = time.time()
+        self.log_data_summary()
         if self.chief:
             self.data.save_labels(self.workdir)
+            write_json(os.path.join(self.workdir, RUN_FILE), run_record(self.args))
         results = {}
         if self.args.variant == "zero_shot":
             results["zero_shot"] = self.run_zero_shot()
@@ -82,7 +95,31 @@ class TrainingRun:
         self.log(f"Done in {time.time() - started:.0f} s; workdir: {self.workdir}")
         if self.args.export and self.chief:
             self.export()
+        elif self.args.variant != "zero_shot":
+            self.log(
+                "Export it for TF Serving: python -m serving.export --workdir "
+                f"{self.workdir} --model-base-path models --model-name cmaclip"
+            )
         return 0
+
+    def log_data_summary(self):
+        """The splits' sizes, the records skipped and recovered, and notes."""
+        dataset = self.data.dataset
+        sizes = ", ".join(f"{s} {n:,}" for s, n in self.split_sizes.items())
+        self.log(f"[data] {dataset.name}: {sizes}; tasks "
+                 + ", ".join(f"{t} ({n})" for t, n in self.tasks.items()))
+        for note in dataset.notes:
+            self.log(f"[data] {note}")
+        self.log_record_counts("data")
+
+    def log_record_counts(self, stage):
+        bad = self.data.bad_record_counts()
+        if any(bad.values()):
+            self.log(f"[{stage}] bad records skipped: " + _counts_text(bad))
+        recovered = self.data.recovered_record_counts()
+        if any(recovered.values()):
+            self.log(f"[{stage}] records kept by a fallback: "
+                     + _counts_text(recovered))
 
     def build_model(self):
         with self.strategy.scope():
@@ -147,38 +184,44 @@ class TrainingRun:
             self.initial_weights(stage, model)
 
         self.data.prepare(clip, config)
-        cached = None
+        cache = None
         if args.cache_features and trainer.input_depth != "raw":
-            cached = self.data.cache_features(trainer, batch_size)
-            self.log(f"[{stage}] Cached {trainer.input_depth} for "
-                     f"{self.data.num_train_examples} examples.")
+            cache_dir = os.path.join(stage_dir, "feature_cache")
+            if not self.chief:
+                cache_dir = os.path.join(cache_dir, f"worker_{self.worker}")
+            started = time.time()
+            cache = self.data.cache_features(trainer, batch_size, cache_dir)
+            self.log(f"[{stage}] Feature cache ({trainer.input_depth}, "
+                     f"{len(cache):,} examples) in {cache_dir} "
+                     f"({time.time() - started:.0f} s).")
         steps = self.data.num_train_examples // batch_size
         if args.steps_per_epoch:
             steps = min(steps, args.steps_per_epoch)
         if steps == 0:
             raise ValueError(
-                f"Batch size {batch_size} exceeds the {self.data.num_train_examples} "
-                "training examples; pass a smaller --batch-size."
+                f"--batch-size {batch_size} exceeds the "
+                f"{self.data.num_train_examples} usable training examples; pass "
+                "a smaller --batch-size."
             )
         self.logger.hparams(stage, self.hparams(stage, learning_rate,
                                                 weight_decay, batch_size, epochs))
         validation = self.strategy.experimental_distribute_dataset(
-            self.data.eval_batches("validation", batch_size, trainer, cached)
+            self.data.eval_batches("validation", batch_size)
         )
 
         for epoch in range(int(checkpoints.epoch), epochs):
             first_step = int(checkpoints.step) if epoch == int(checkpoints.epoch) else 0
             dataset = self.data.train_batches(
-                epoch, batch_size, skip_batches=first_step, trainer=trainer,
-                cached=cached,
+                epoch, batch_size, skip_batches=first_step, cached=cache,
             )
             dataset = self.strategy.experimental_distribute_dataset(dataset)
+            self.log(f"[{stage}] Epoch {epoch + 1}/{epochs}")
             progress = keras.utils.Progbar(
-                steps, verbose=0 if (args.quiet or not self.chief) else 1,
+                steps, verbose=self.progress_verbosity(),
                 stateful_metrics=[f"{t}_loss" for t in self.tasks],
             )
-            progress.update(first_step)
-            self.log(f"[{stage}] Epoch {epoch + 1}/{epochs}")
+            if first_step:
+                progress.update(first_step)
 
             def on_step(step, losses, epoch=epoch, first_step=first_step):
                 done = first_step + step + 1
@@ -187,13 +230,13 @@ class TrainingRun:
                     checkpoints.save_latest(epoch, done)
 
             train_losses = trainer.train_steps(dataset, steps - first_step, on_step)
+            if trainer.steps_run < steps - first_step:
+                self.log(f"[{stage}] The training data ended after "
+                         f"{first_step + trainer.steps_run} of {steps} steps.")
             predictions = trainer.predict(validation)
             metrics = trainer_metrics(predictions, self.tasks)
             score = self.selection_score(metrics)
             global_step = (epoch + 1) * steps
-            self.logger.epoch(stage, global_step, train_losses, metrics,
-                              predictions, trainer.learning_rates)
-            log_attention_maps(self.logger, stage, global_step, model, self.data)
             summary = ", ".join(
                 f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
                 f"{m.get('recall_at_90_precision', 0):.3f} "
@@ -201,19 +244,26 @@ class TrainingRun:
                 for t, m in metrics.items()
             )
             self.log(f"[{stage}] validation {summary}; score {score:.4f}")
-            bad_records = self.data.bad_record_counts()
-            if any(bad_records.values()):
-                self.log(f"[{stage}] bad records skipped so far: {bad_records}")
-            self.logger.bad_records(stage, global_step, bad_records)
+            self.log_record_counts(stage)
             if score > float(checkpoints.best_score):
                 checkpoints.save_best(
                     score, {"epoch": epoch + 1, "score": score, "validation": metrics}
                 )
                 self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
             checkpoints.save_latest(epoch + 1, 0)
+            # Logging comes after the checkpoints: it can never cost an epoch.
+            self.logger.epoch(stage, global_step, train_losses, metrics,
+                              predictions, trainer.learning_rates)
+            self.logger.bad_records(stage, global_step,
+                                    self.data.bad_record_counts(),
+                                    self.data.recovered_record_counts())
+            self.logger.attention_maps(stage, global_step, model, self.data)
 
-        return self.finish_stage(stage, model, trainer, checkpoints, clip, config,
-                                 batch_size, cached)
+        result = self.finish_stage(stage, model, trainer, checkpoints, clip,
+                                   config, batch_size)
+        if cache is not None and not args.keep_feature_cache:
+            cache.delete()
+        return result
 
     def run_zero_shot(self):
         """Evaluates CLIP with class prompts; nothing trains."""
@@ -247,13 +297,13 @@ class TrainingRun:
         return result
 
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
-                     batch_size, cached):
+                     batch_size):
         if os.path.isfile(checkpoints.best_weights_path):
             model.load_weights(checkpoints.best_weights_path)
         result = {"best_score": float(checkpoints.best_score)}
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
-                self.data.eval_batches(split, batch_size, trainer, cached)
+                self.data.eval_batches(split, batch_size)
             )
             predictions = trainer.predict(dataset)
             result[split] = trainer_metrics(predictions, self.tasks)
@@ -303,7 +353,8 @@ class TrainingRun:
     def write_metrics(self):
         if not self.chief:
             return
-        payload = {"stages": {}, "bad_records": self.data.bad_record_counts()}
+        payload = {"stages": {}, "bad_records": self.data.bad_record_counts(),
+                   "recovered_records": self.data.recovered_record_counts()}
         for stage in (*STAGE_ORDER, "zero_shot"):
             path = os.path.join(self.workdir, stage, "done.json")
             if os.path.isfile(path):
@@ -333,6 +384,14 @@ class TrainingRun:
             self.args.model_name,
         )
         self.log(f"Exported a SavedModel to {path}")
+
+
+def _counts_text(counts):
+    """`{split: {reason: n}}` as `train: missing_image 1, corrupt_image 2; ...`."""
+    return "; ".join(
+        f"{split}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(c.items()))
+        for split, c in sorted(counts.items()) if c
+    )
 
 
 def trainer_metrics(predictions, tasks):

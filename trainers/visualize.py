@@ -11,8 +11,8 @@ probabilities averaged over the layer's heads, restricted to the patch keys
 and renormalized (`cmaclip_tf.attention_map`). Without `--token`, the word
 whose tokens put the most attention on the patches.
 
-`log_attention_maps` is the trainer's hook: a few validation examples' maps
-to TensorBoard each epoch.
+The trainer logs a few validation examples' maps to TensorBoard each epoch
+(`RunLogger.attention_maps`).
 """
 
 import argparse
@@ -21,8 +21,6 @@ import sys
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-NUM_LOGGED_MAPS = 4
 
 
 def build_parser():
@@ -81,44 +79,6 @@ def attention_map_figure(bundle, image_bytes, text, token=None, layer=-1):
     )
     pixels = denormalize_images(np.asarray(images), preprocess.mean, preprocess.std)[0]
     return render_attention_map(pixels, attention, text, token, caption=caption), token
-
-
-def log_attention_maps(logger, stage, step, model, data, num_examples=NUM_LOGGED_MAPS):
-    """Logs `num_examples` validation attention maps to TensorBoard.
-
-    Args:
-        logger: `trainers.run_logger.RunLogger`.
-        stage: the stage name (the TensorBoard run).
-        step: global step.
-        model: the `CMACLIP` being trained; variants without sequence-wise
-            attention log nothing.
-        data: `trainers.input_data.RunData`, prepared (its preprocessors set).
-        num_examples: how many of the first validation examples to draw.
-    """
-    if getattr(model, "sequence_attention", None) is None or not logger.enabled:
-        return
-    import numpy as np
-    import tensorflow as tf
-
-    from cmaclip_tf.attention_map import attention_map_figures
-
-    examples = list(data.dataset.split("validation").take(num_examples).as_numpy_iterator())
-    if not examples:
-        return
-    texts = [e["text"].decode("utf-8") for e in examples]
-    preprocess = data.image_preprocessor
-    if examples[0]["image"].dtype == np.uint8:
-        images = tf.stack([preprocess.preprocess_pixels(e["image"]) for e in examples])
-    else:
-        images = preprocess(tf.constant([e["image"] for e in examples]))
-    tokens = data.text_preprocessor(tf.constant(texts))
-    features = {"images": images, "token_ids": tokens["token_ids"],
-                "padding_mask": tokens["padding_mask"]}
-    figures = attention_map_figures(
-        model, features, texts, data.text_preprocessor, preprocess.mean,
-        preprocess.std,
-    )
-    logger.image(stage, "attention_maps", figures, step)
 
 
 def main(argv=None):

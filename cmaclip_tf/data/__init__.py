@@ -19,7 +19,7 @@ from cmaclip_tf.data.image_preprocessor import CLIP_STD
 from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
 from cmaclip_tf.data.image_validator import ImageValidator
 from cmaclip_tf.data.input_pipeline import make_batches
-from cmaclip_tf.data.input_pipeline import shuffle_seed
+from cmaclip_tf.data.input_pipeline import epoch_permutation
 from cmaclip_tf.data.label_vocabulary import MISSING_LABEL
 from cmaclip_tf.data.label_vocabulary import LabelVocabularies
 from cmaclip_tf.data.label_vocabulary import LabelVocabulary

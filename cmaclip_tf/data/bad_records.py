@@ -1,5 +1,8 @@
 """Bad records: counted and skipped, or a stop at the first, never lost.
 
+Records read with a documented fallback (Fashion-Gen text that is Latin-1,
+not UTF-8) are not bad: they are kept and counted apart, as recovered.
+
 A record is bad when its image is missing or corrupt, its text is not valid
 UTF-8, a label is outside the training vocabulary, or its row cannot be
 parsed. Readers report each one here. With the default policy `"skip"` the
@@ -18,6 +21,8 @@ CORRUPT_IMAGE = "corrupt_image"
 UNDECODABLE_TEXT = "undecodable_text"
 UNKNOWN_LABEL = "unknown_label"
 MALFORMED_ROW = "malformed_row"
+# Recovered, not skipped: text decoded as Latin-1 because it was not UTF-8.
+LATIN1_TEXT = "latin1_text"
 REASONS = (
     MISSING_IMAGE,
     CORRUPT_IMAGE,
@@ -60,6 +65,7 @@ class BadRecordCounter:
             dict
         )  # split -> {location: reason}
         self._messages = collections.defaultdict(list)
+        self._recovered = collections.defaultdict(dict)
 
     def report(self, split, reason, location, detail=""):
         """Records one bad record, or raises under the `"error"` policy.
@@ -85,6 +91,19 @@ class BadRecordCounter:
             self._seen[split][location] = reason
             if len(self._messages[split]) < self.max_messages:
                 self._messages[split].append(message)
+
+    def recover(self, split, kind, location):
+        """Counts a record kept by a fallback (e.g. `LATIN1_TEXT`), once."""
+        with self._lock:
+            self._recovered[split].setdefault(location, kind)
+
+    def recovered_counts(self):
+        """`{split: {kind: count}}` of records kept by a fallback."""
+        with self._lock:
+            return {
+                split: dict(collections.Counter(records.values()))
+                for split, records in self._recovered.items()
+            }
 
     def counts(self):
         """`{split: {reason: count}}` for every split read so far."""

@@ -21,11 +21,13 @@ from cmaclip_tf.data.label_vocabulary import LabelVocabulary
 from cmaclip_tf.data.manifest import read_manifest
 from cmaclip_tf.data.multitask_dataset import SPLITS
 from cmaclip_tf.data.multitask_dataset import MultiTaskDataset
+from cmaclip_tf.data.stratified_split import default_validation_count
 from cmaclip_tf.data.stratified_split import stratified_split
 from cmaclip_tf.data.stratified_split import validation_count
 from cmaclip_tf.data.synthetic_products import DEFAULT_NUM_EXAMPLES
 from cmaclip_tf.data.synthetic_products import SyntheticProducts
 from cmaclip_tf.data.synthetic_products import SyntheticProductsConfig
+from cmaclip_tf.data.synthetic_source import SyntheticSource
 
 DATASETS = ("synthetic", "manifest", "food101", "fashion_gen")
 TFDS_PREFIX = "tfds:"
@@ -79,7 +81,8 @@ def load_dataset(
             (the first N), for smoke runs. An int `n` means `n` for train and
             `ceil(0.15 n)` for validation and test.
         val_size: validation examples taken from train (`food101`,
-            `fashion_gen`: 5,000 as MMBT).
+            `fashion_gen`: 5,000 as MMBT, or 10% of a train split too small
+            for that, with a note in the dataset's `notes`).
         val_fraction: share of train for validation instead (the paper: 0.2).
         on_bad_record: `"skip"` (count and skip) or `"error"` (raise at the
             first, naming the file and row).
@@ -89,8 +92,8 @@ def load_dataset(
         image_size: image size of the generated data (`synthetic`).
         synthetic_config: `SyntheticProductsConfig` overriding the defaults
             (its `seed` and `image_size` are replaced by the arguments).
-        cache: keep raw splits in memory after the first pass; default on
-            for `synthetic` (drawing costs ~1 ms an example), off otherwise.
+        cache: `synthetic` only: draw every example once and keep it in
+            memory (default on; drawing costs ~1 ms an example).
         num_workers: threads reading and checking image files.
 
     Returns:
@@ -108,8 +111,8 @@ def load_dataset(
             image_size,
             synthetic_config,
             label_vocabularies,
+            True if cache is None else cache,
         )
-        cache = True if cache is None else cache
     elif name == "manifest":
         dataset = _load_manifest(
             counter,
@@ -148,25 +151,19 @@ def load_dataset(
             label_vocabularies,
         )
     elif name.startswith(TFDS_PREFIX):
-        from cmaclip_tf.data.tfds_dataset import load_tfds_splits
+        from cmaclip_tf.data.tfds_dataset import load_tfds_sources
 
-        vocabularies, splits, sizes = load_tfds_splits(
-            name[len(TFDS_PREFIX) :], data_dir, tasks, counter
+        vocabularies, sources = load_tfds_sources(
+            name[len(TFDS_PREFIX) :], data_dir, tasks, counter,
+            caps=_split_sizes(num_examples, None),
         )
         if label_vocabularies is not None:
             _check_same_vocabularies(name, vocabularies, label_vocabularies)
-        caps = _split_sizes(num_examples, None)
-        for split in SPLITS:
-            if caps.get(split) is not None:
-                splits[split] = splits[split].take(caps[split])
-                sizes[split] = min(sizes[split], caps[split])
-        dataset = MultiTaskDataset(name, vocabularies, splits, sizes, counter)
+        dataset = MultiTaskDataset(name, vocabularies, sources, counter)
     else:
         raise ValueError(
             f"Unknown dataset {name!r}; expected one of {available_datasets()}."
         )
-    if cache:
-        dataset.cache()
     return dataset
 
 
@@ -176,6 +173,14 @@ def _require_data_dir(name, data_dir):
             f"Dataset {name!r} reads files: pass data_dir (--data-dir)."
         )
     return data_dir
+
+
+def _validation_size(num_examples, val_size, val_fraction, default_size):
+    """`(count, notes)` of a validation split carved out of train."""
+    if val_size is None and val_fraction is None:
+        count, note = default_validation_count(num_examples, default_size)
+        return count, [note] if note else []
+    return validation_count(num_examples, val_size, val_fraction), []
 
 
 def _split_sizes(num_examples, defaults):
@@ -203,7 +208,8 @@ def _check_same_vocabularies(name, built, given):
 
 
 def _load_synthetic(
-    counter, tasks, seed, num_examples, image_size, config, label_vocabularies
+    counter, tasks, seed, num_examples, image_size, config, label_vocabularies,
+    cache,
 ):
     import dataclasses
 
@@ -222,12 +228,13 @@ def _load_synthetic(
     if label_vocabularies is not None:
         _check_same_vocabularies("synthetic", vocabularies, label_vocabularies)
     sizes = _split_sizes(num_examples, DEFAULT_NUM_EXAMPLES)
-    splits = {s: products.raw_split(s, sizes[s], tasks) for s in SPLITS}
+    sources = {
+        s: SyntheticSource(products, s, sizes[s], tasks, cache) for s in SPLITS
+    }
     return MultiTaskDataset(
         "synthetic",
         vocabularies,
-        splits,
-        sizes,
+        sources,
         counter,
         description="Generated product attributes (color, pattern, style).",
     )
@@ -259,21 +266,20 @@ def _stratify_records(records, tasks, count, seed):
 
 
 def _file_dataset(
-    name, counter, tasks, records, sizes, num_workers, description=""
+    name, counter, tasks, records, sizes, num_workers, description="",
+    notes=(),
 ):
     validator = ImageValidator()
-    splits, num_examples = {}, {}
+    sources = {}
     for split in SPLITS:
         split_records = records[split]
         if sizes.get(split) is not None:
             split_records = split_records[: sizes[split]]
-        source = FileRecordSource(
+        sources[split] = FileRecordSource(
             split_records, split, tasks, counter, validator, num_workers
         )
-        splits[split] = source.dataset
-        num_examples[split] = len(split_records)
     return MultiTaskDataset(
-        name, tasks, splits, num_examples, counter, description
+        name, tasks, sources, counter, description, notes
     )
 
 
@@ -333,10 +339,8 @@ def _load_food101(
     food101.check_layout(data_dir)
     train = food101.read_food101_split(data_dir, "train")
     test = food101.read_food101_split(data_dir, "test")
-    count = validation_count(
-        len(train),
-        food101.DEFAULT_VAL_SIZE if val_size is None else val_size,
-        val_fraction,
+    count, notes = _validation_size(
+        len(train), val_size, val_fraction, food101.DEFAULT_VAL_SIZE
     )
     train, validation = _stratify_records(train, [food101.TASK], count, seed)
     vocabularies = _vocabularies_from(train, [food101.TASK], label_vocabularies)
@@ -348,6 +352,7 @@ def _load_food101(
         _split_sizes(num_examples, None),
         num_workers,
         description=f"UPMC Food-101 in {data_dir}",
+        notes=notes,
     )
 
 
@@ -364,10 +369,9 @@ def _load_fashion_gen(
     tasks = fashion_gen.check_tasks(tasks)
     train_path, test_path = fashion_gen.fashion_gen_files(data_dir)
     labels = fashion_gen.read_labels(train_path, tasks)
-    count = validation_count(
-        len(labels[tasks[0]]),
-        fashion_gen.DEFAULT_VAL_SIZE if val_size is None else val_size,
-        val_fraction,
+    count, notes = _validation_size(
+        len(labels[tasks[0]]), val_size, val_fraction,
+        fashion_gen.DEFAULT_VAL_SIZE,
     )
     train_ids, val_ids = stratified_split(labels[tasks[0]], count, seed)
     if label_vocabularies is not None:
@@ -390,21 +394,19 @@ def _load_fashion_gen(
     }
     paths = {"train": train_path, "validation": train_path, "test": test_path}
     sizes = _split_sizes(num_examples, None)
-    splits, num_rows = {}, {}
+    sources = {}
     for split in SPLITS:
         split_indices = indices[split]
         if sizes.get(split) is not None:
             split_indices = split_indices[: sizes[split]]
-        source = fashion_gen.FashionGenSource(
+        sources[split] = fashion_gen.FashionGenSource(
             paths[split], split_indices, split, vocabularies, counter
         )
-        splits[split] = source.dataset()
-        num_rows[split] = len(split_indices)
     return MultiTaskDataset(
         "fashion_gen",
         vocabularies,
-        splits,
-        num_rows,
+        sources,
         counter,
         description=f"Fashion-Gen HDF5 files in {data_dir}",
+        notes=notes,
     )

@@ -80,15 +80,33 @@ def _check_keys(f, path, tasks):
         )
 
 
+def decode_text(value):
+    """`(text, fell_back)`: UTF-8, else Latin-1, as Fashion-Gen's publishers.
+
+    Their reader decodes `input_description` with `np.char.decode(...,
+    "latin")`; most rows are UTF-8, some are not. Latin-1 decodes any bytes,
+    so no row is lost; `fell_back` says which ones needed it.
+    """
+    data = bytes(value)
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), True
+
+
 def _decode_label(value):
-    return bytes(value).decode("utf-8", errors="replace").strip()
+    return decode_text(value)[0].strip()
 
 
 class FashionGenSource:
-    """Streams the rows `indices` of one Fashion-Gen file as raw examples.
+    """The rows `indices` of one Fashion-Gen file as a record source.
 
-    Rows are read `block_size` at a time (one slice when they are close
-    together, else a point selection), so memory stays at a few blocks.
+    The first use reads only the text and label columns (in blocks) to find
+    the good rows: a label outside the training vocabulary is a bad record;
+    text that is not UTF-8 is decoded as Latin-1 and counted as recovered.
+    Reading then streams images `block_size` rows at a time in any order
+    (each block is read sorted, in one slice when its rows are close
+    together, else as a point selection), so memory stays at a few blocks.
 
     Args:
         path: the HDF5 file.
@@ -106,47 +124,83 @@ class FashionGenSource:
         self.tasks = tasks
         self.counter = counter
         self.block_size = block_size
+        self._rows = None  # Good rows and their label ids, once checked.
 
     def __len__(self):
-        return len(self.indices)
+        return len(self.good_rows()[0])
 
-    def dataset(self):
+    def good_rows(self):
+        """`(rows, {task: label ids})` of the good rows; checks them once."""
+        if self._rows is None:
+            name = os.path.basename(self.path)
+            rows, labels = [], {task: [] for task in self.tasks}
+            with h5py.File(self.path, "r") as f:
+                columns = {"text": f[TEXT_KEY]}
+                columns.update({t: f[TASK_KEYS[t]] for t in self.tasks})
+                for block, values in self._blocks(columns, self.indices, 4096):
+                    for i, row in enumerate(block):
+                        ids = self._check(values, i, f"{name}:row {row}")
+                        if ids is not None:
+                            rows.append(row)
+                            for task in self.tasks:
+                                labels[task].append(ids[task])
+            self._rows = (
+                np.asarray(rows, np.int64),
+                {t: np.asarray(v, np.int32) for t, v in labels.items()},
+            )
+        return self._rows
+
+    def dataset(self, order=None):
+        """The good rows as raw examples, in `order` (default: file order)."""
+        self.good_rows()  # Checked here, not inside tf.data: errors stay clear.
         return raw_split_from_generator(
-            self, list(self.tasks), PIXELS_IMAGE_SPEC
+            lambda: self.examples(order), list(self.tasks), PIXELS_IMAGE_SPEC
         )
 
-    def __call__(self):
+    def examples(self, order=None):
+        """Yields the good rows as raw examples (numpy), in `order`."""
+        rows, labels = self.good_rows()
+        positions = np.arange(len(rows)) if order is None else np.asarray(order)
         name = os.path.basename(self.path)
         with h5py.File(self.path, "r") as f:
             columns = {"image": f[IMAGE_KEY], "text": f[TEXT_KEY]}
-            for task in self.tasks:
-                columns[task] = f[TASK_KEYS[task]]
-            for start in range(0, len(self.indices), self.block_size):
-                block = self.indices[start : start + self.block_size]
+            for start in range(0, len(positions), self.block_size):
+                block = positions[start : start + self.block_size]
+                # h5py reads increasing rows; read sorted, yield in order.
+                by_row = np.argsort(rows[block], kind="stable")
                 values = {
-                    key: _read_rows(data, block)
+                    key: _read_rows(data, rows[block][by_row])
                     for key, data in columns.items()
                 }
-                for i, index in enumerate(block):
-                    location = f"{name}:row {index}"
-                    example = self._example(values, i, location)
-                    if example is not None:
-                        yield example
+                inverse = np.empty_like(by_row)
+                inverse[by_row] = np.arange(len(by_row))
+                for j, position in enumerate(block):
+                    k = inverse[j]
+                    text, _ = decode_text(values["text"][k][0])
+                    yield {
+                        "image": values["image"][k],
+                        "text": text.encode("utf-8"),
+                        "labels": {
+                            t: labels[t][position] for t in self.tasks
+                        },
+                        "id": f"{name}:row {rows[position]}".encode("utf-8"),
+                    }
 
-    def _example(self, values, i, location):
-        try:
-            text = bytes(values["text"][i][0]).decode("utf-8")
-        except UnicodeDecodeError as error:
-            self.counter.report(
-                self.split,
-                bad_records.UNDECODABLE_TEXT,
-                location,
-                f"description is not valid UTF-8 at byte {error.start}",
-            )
-            return None
-        labels = {}
+    def _blocks(self, columns, indices, block_size):
+        for start in range(0, len(indices), block_size):
+            block = indices[start : start + block_size]
+            yield block, {
+                key: _read_rows(data, block) for key, data in columns.items()
+            }
+
+    def _check(self, values, i, location):
+        """The row's label ids, or `None` for a bad row (reported)."""
+        _, fell_back = decode_text(values["text"][i][0])
+        ids = {}
         for task, vocabulary in self.tasks.items():
-            name = _decode_label(values[task][i][0])
+            raw_label = values[task][i][0]
+            fell_back |= decode_text(raw_label)[1]
+            name = _decode_label(raw_label)
             if name not in vocabulary:
                 self.counter.report(
                     self.split,
@@ -156,16 +210,15 @@ class FashionGenSource:
                     f"({len(vocabulary)} classes)",
                 )
                 return None
-            labels[task] = np.int32(vocabulary.index(name))
-        return {
-            "image": values["image"][i],
-            "text": text.encode("utf-8"),
-            "labels": labels,
-            "id": location.encode("utf-8"),
-        }
+            ids[task] = np.int32(vocabulary.index(name))
+        if fell_back:
+            self.counter.recover(self.split, bad_records.LATIN1_TEXT, location)
+        return ids
 
 
 def _read_rows(data, block):
+    if len(block) == 0:
+        return data[0:0]
     first, last = int(block[0]), int(block[-1])
     if last - first + 1 <= 2 * len(block):
         return data[first : last + 1][block - first]

@@ -1,9 +1,10 @@
 """Examples whose images are files: manifests and UPMC Food-101.
 
 Readers parse their index files into `FileRecord`s (path, text, label
-strings, file and row); `FileRecordSource` streams one split of them as raw
-examples, checking each on the way: text that is not UTF-8, a label outside
-the training vocabulary, a missing or corrupt image are bad records.
+strings, file and row); `FileRecordSource` checks one split of them once
+(text that is not UTF-8, a label outside the training vocabulary, a missing
+or corrupt image are bad records) and then reads the good ones as raw
+examples, in any order.
 """
 
 import dataclasses
@@ -13,9 +14,10 @@ import tensorflow as tf
 
 from cmaclip_tf.data import bad_records
 from cmaclip_tf.data.image_validator import ImageValidator
-from cmaclip_tf.data.raw_examples import ENCODED_IMAGE_SPEC
+from cmaclip_tf.data.image_validator import decoder_messages_silenced
+from cmaclip_tf.data.raw_examples import examples_to_columns
+from cmaclip_tf.data.raw_examples import indexed_dataset
 from cmaclip_tf.data.raw_examples import ordered_parallel_map
-from cmaclip_tf.data.raw_examples import raw_example_spec
 
 
 @dataclasses.dataclass
@@ -48,7 +50,13 @@ def text_problem(text):
 
 
 class FileRecordSource:
-    """Streams one split of `FileRecord`s as raw examples (a generator factory).
+    """One split of `FileRecord`s as a record source of raw examples.
+
+    The first use checks every record (in parallel threads: text, labels,
+    and each image decoded once with the graph's own decoder); bad records
+    are reported to `counter` and left out of the index, so `len()` is the
+    number of good records. Reading then happens in the graph, in any
+    order: the image files are read in parallel, never all held in memory.
 
     Args:
         records: list of `FileRecord`.
@@ -56,7 +64,7 @@ class FileRecordSource:
         tasks: `LabelVocabularies` (label ids come from these).
         counter: `BadRecordCounter`.
         validator: `ImageValidator`; one is made if `None`.
-        num_workers: threads reading and checking images.
+        num_workers: threads checking images.
     """
 
     def __init__(
@@ -68,68 +76,44 @@ class FileRecordSource:
         self.counter = counter
         self.validator = validator or ImageValidator()
         self.num_workers = num_workers
-        self._good = None  # The good records' tensors, after a full pass.
+        self._good = None  # Columns of the good records, once checked.
 
     def __len__(self):
-        return len(self.records)
+        return len(self.good_records()["id"])
 
-    def __call__(self):
-        """Yields the good records as raw examples (image bytes included)."""
-        return self._examples(read_images=True)
+    def good_records(self):
+        """Checks every record once; returns the good ones' columns."""
+        if self._good is None:
+            with decoder_messages_silenced():
+                good = list(self._examples())
+            self._good = examples_to_columns(good, list(self.tasks))
+        return self._good
 
-    def dataset(self, num_parallel_reads=tf.data.AUTOTUNE):
-        """The split as a `tf.data.Dataset` of raw examples.
-
-        Until one pass has checked every record, Python checks each one and
-        yields its image path; after that, the good records are known and
-        come straight from tensors. Either way the graph reads the image
-        files, in parallel, and the order is the records' order.
-        """
-        if self._good is not None:
-            good = self._good
-            paths = tf.data.Dataset.from_tensor_slices(
-                {
-                    "image": tf.constant(good["image"], tf.string),
-                    "text": tf.constant(good["text"], tf.string),
-                    "labels": {
-                        task: tf.constant(good["labels"][task], tf.int32)
-                        for task in self.tasks
-                    },
-                    "id": tf.constant(good["id"], tf.string),
-                }
-            )
-        else:
-            spec = raw_example_spec(list(self.tasks), ENCODED_IMAGE_SPEC)
-            paths = tf.data.Dataset.from_generator(
-                self._checked_paths, output_signature=spec
-            )
-
+    def dataset(self, order=None, num_parallel_reads=tf.data.AUTOTUNE):
+        """The good records as raw examples, in `order` (default: file order)."""
         def read(example):
             return {**example, "image": tf.io.read_file(example["image"])}
 
-        return paths.map(
+        return indexed_dataset(self.good_records(), order).map(
             read, num_parallel_calls=num_parallel_reads, deterministic=True
         )
 
-    def _checked_paths(self):
-        good = []
-        for example in self._examples(read_images=False):
-            good.append(example)
-            yield example
-        # A complete pass: later epochs need no Python per record.
-        self._good = {
-            "image": [e["image"] for e in good],
-            "text": [e["text"] for e in good],
-            "labels": {
-                task: [int(e["labels"][task]) for e in good]
-                for task in self.tasks
-            },
-            "id": [e["id"] for e in good],
-        }
+    def examples(self):
+        """Yields the good records with their image bytes, in file order."""
+        good = self.good_records()
+        for i, path in enumerate(good["image"]):
+            with open(path, "rb") as f:
+                image = f.read()
+            yield {
+                "image": image,
+                "text": good["text"][i],
+                "labels": {t: v[i] for t, v in good["labels"].items()},
+                "id": good["id"][i],
+            }
 
-    def _examples(self, read_images):
+    def _examples(self):
         for result in ordered_parallel_map(
-            lambda record: self._load(record, read_images),
+            self._check,
             self.records,
             num_workers=self.num_workers,
         ):
@@ -139,7 +123,7 @@ class FileRecordSource:
                 continue
             yield result[1]
 
-    def _load(self, record, read_image=True):
+    def _check(self, record):
         if record.problem is not None:
             reason, detail = record.problem
             return ("bad", reason, record.location, detail)
@@ -164,11 +148,7 @@ class FileRecordSource:
                     f"{task} label {name!r} is not in the training vocabulary "
                     f"({len(vocabulary)} classes)",
                 )
-        if read_image:
-            data, problem = self.validator.read(record.image_path)
-        else:
-            data = record.image_path.encode("utf-8")
-            problem = self.validator.check_file(record.image_path)
+        problem = self.validator.check_file(record.image_path)
         if problem is not None:
             if problem.startswith("missing"):
                 return (
@@ -186,7 +166,7 @@ class FileRecordSource:
         return (
             "ok",
             {
-                "image": data,
+                "image": record.image_path.encode("utf-8"),
                 "text": record.text.encode("utf-8"),
                 "labels": labels,
                 "id": record.location.encode("utf-8"),

@@ -8,7 +8,9 @@ bad record with its file and row, and never reaches the graph. Results are
 cached per file (path, size, modification time), so only the first epoch pays.
 """
 
+import contextlib
 import os
+import sys
 import threading
 
 import tensorflow as tf
@@ -84,6 +86,37 @@ class ImageValidator:
             with self._lock:
                 self._cache[key] = cached
         return (None, cached) if cached is not None else (data, None)
+
+
+_STDERR_LOCK = threading.Lock()
+_STDERR_USERS = [0, None]  # Nesting count, saved descriptor.
+
+
+@contextlib.contextmanager
+def decoder_messages_silenced():
+    """Keeps libjpeg's and libpng's own stderr lines off the console.
+
+    The C decoders print what they dislike ("Improper call to JPEG library
+    in state 201") straight to the process's stderr; a corrupt image is
+    reported as a bad record with its file and row instead. Use around a
+    pass of checks; nested and concurrent uses share one redirection.
+    """
+    with _STDERR_LOCK:
+        if _STDERR_USERS[0] == 0:
+            sys.stderr.flush()
+            _STDERR_USERS[1] = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _STDERR_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _STDERR_LOCK:
+            _STDERR_USERS[0] -= 1
+            if _STDERR_USERS[0] == 0:
+                os.dup2(_STDERR_USERS[1], 2)
+                os.close(_STDERR_USERS[1])
 
 
 def _first_line(message):

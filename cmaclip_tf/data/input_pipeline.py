@@ -1,19 +1,32 @@
-"""Raw splits to model batches: shuffle, decode and resize, batch, tokenize.
+"""Raw splits to model batches: decode and resize, batch, tokenize.
 
 One preprocessing for training, evaluation and export: images go through
 `ImagePreprocessor` and text through `TextPreprocessor`, the same modules the
-exported model embeds.
+exported model embeds. The order of the examples is the raw split's: a
+training epoch's order is a full permutation of the split's record index
+(`epoch_permutation`, applied by `MultiTaskDataset.epoch_split` before any
+record is read), not a window of a shuffle buffer, so a source sorted by
+class still gives batches drawn from the whole split.
 """
 
+import numpy as np
 import tensorflow as tf
 
-# Keeps (seed, epoch) pairs apart for any epoch count a run could reach.
-_EPOCH_STRIDE = 1_000_003
+
+def epoch_permutation(num_examples, seed, epoch):
+    """The order of epoch `epoch`: a permutation of `range(num_examples)`.
+
+    Seeded by `(seed, epoch)` only, so a resumed run replays an epoch in the
+    same order, and a feature cache of the same records in the same order.
+    """
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    return rng.permutation(int(num_examples)).astype(np.int64)
 
 
-def shuffle_seed(seed, epoch):
-    """The shuffle seed of an epoch: a resumed run reshuffles identically."""
-    return int(seed) * _EPOCH_STRIDE + int(epoch)
+def epoch_seed(seed, epoch):
+    """One int seed of epoch `epoch`, for ops that take a single seed."""
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    return int(rng.integers(2**31 - 1))
 
 
 def make_batches(
@@ -22,29 +35,23 @@ def make_batches(
     image_preprocessor,
     batch_size,
     training,
-    seed=0,
-    epoch=0,
-    shuffle_buffer_size=10_000,
     drop_remainder=None,
     num_parallel_calls=tf.data.AUTOTUNE,
     include_ids=False,
 ):
-    """Batches a raw split for the model.
+    """Batches a raw split for the model, in the split's order.
 
     Args:
-        raw_split: `tf.data.Dataset` of raw examples (a `MultiTaskDataset`
-            split).
+        raw_split: `tf.data.Dataset` of raw examples, e.g.
+            `MultiTaskDataset.split(name)` (file order) or
+            `MultiTaskDataset.epoch_split(name, seed, epoch)` (an epoch's
+            permutation).
         text_preprocessor: `TextPreprocessor`.
         image_preprocessor: `ImagePreprocessor`.
         batch_size: int, the global batch size (a distribution strategy
             splits it across replicas).
-        training: bool. Training shuffles (seeded by `seed` and `epoch`) and,
-            unless `drop_remainder` says otherwise, drops the last partial
-            batch; evaluation keeps the order and every example.
-        seed: int.
-        epoch: int. Each epoch has its own order, the same on every run, so
-            build the dataset for epoch `e` to resume at epoch `e`.
-        shuffle_buffer_size: int. Splits up to this size are fully shuffled.
+        training: bool. Training drops the last partial batch unless
+            `drop_remainder` says otherwise; evaluation keeps every example.
         drop_remainder: bool or `None` (= `training`).
         num_parallel_calls: parallelism of image decoding.
         include_ids: add the examples' `"id"` (string `[B]`) to the features.
@@ -55,13 +62,8 @@ def make_batches(
         "padding_mask": bool [B, L]}`, labels `{task: int32 [B]}` with -1
         where an example has no label for the task.
     """
-    dataset = raw_split
-    if training:
-        dataset = dataset.shuffle(
-            shuffle_buffer_size,
-            seed=shuffle_seed(seed, epoch),
-            reshuffle_each_iteration=False,
-        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     image_spec = raw_split.element_spec["image"]
     if image_spec.dtype == tf.string:
         preprocess_image = image_preprocessor.preprocess_bytes
@@ -87,7 +89,7 @@ def make_batches(
             features["id"] = batch["id"]
         return features, batch["labels"]
 
-    dataset = dataset.map(
+    dataset = raw_split.map(
         per_example, num_parallel_calls=num_parallel_calls, deterministic=True
     )
     dataset = dataset.batch(

@@ -16,6 +16,7 @@ A raw example is a dict:
 import concurrent.futures
 import itertools
 
+import numpy as np
 import tensorflow as tf
 
 ENCODED_IMAGE_SPEC = tf.TensorSpec([], tf.string)
@@ -39,6 +40,59 @@ def raw_split_from_generator(
     return tf.data.Dataset.from_generator(
         generator_fn, output_signature=raw_example_spec(task_names, image_spec)
     )
+
+
+def examples_to_columns(examples, tasks, empty_image=None):
+    """Raw examples (numpy) as columns: one array per field, a row each.
+
+    Args:
+        examples: list of raw examples.
+        tasks: the task names of `"labels"`.
+        empty_image: the `"image"` column when `examples` is empty (default:
+            no encoded images); pixel images are stacked into one array.
+    """
+    images = [e["image"] for e in examples]
+    if images and isinstance(images[0], np.ndarray):
+        image_column = np.stack(images)
+    elif images or empty_image is None:
+        image_column = np.array(images, object)
+    else:
+        image_column = empty_image
+    return {
+        "image": image_column,
+        "text": np.array([e["text"] for e in examples], object),
+        "labels": {
+            task: np.array([e["labels"][task] for e in examples], np.int32)
+            for task in tasks
+        },
+        "id": np.array([e["id"] for e in examples], object),
+    }
+
+
+def indexed_dataset(columns, order=None):
+    """Raw examples gathered from in-memory columns, in `order`.
+
+    Args:
+        columns: nested dict of tensors (or arrays) with one row per record.
+        order: int64 positions of the rows to read, e.g. an epoch's
+            permutation; `None` reads every row in order.
+    """
+    columns = tf.nest.map_structure(_as_tensor, columns)
+    if order is None:
+        positions = tf.data.Dataset.range(int(tf.nest.flatten(columns)[0].shape[0]))
+    else:
+        positions = tf.data.Dataset.from_tensor_slices(
+            tf.constant(order, tf.int64)
+        )
+    return positions.map(
+        lambda i: tf.nest.map_structure(lambda c: tf.gather(c, i), columns)
+    )
+
+
+def _as_tensor(values):
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return tf.constant(list(values), tf.string)  # Byte strings.
+    return tf.convert_to_tensor(values)
 
 
 def ordered_parallel_map(fn, items, num_workers=4, window=64):

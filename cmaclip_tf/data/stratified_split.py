@@ -23,10 +23,31 @@ def validation_count(num_examples, val_size=None, val_fraction=None):
     if count < 0 or (count > 0 and count > num_examples // 2):
         raise ValueError(
             f"A validation split of {count} examples leaves too little of the "
-            f"{num_examples} training examples; pass a smaller val_size or "
-            "val_fraction (--val-fraction)."
+            f"{num_examples} training examples; pass a smaller --val-size or "
+            "--val-fraction."
         )
     return count
+
+
+def default_validation_count(num_examples, default_size, max_share=0.1):
+    """`(count, note)`: `default_size`, or `max_share` of a small train split.
+
+    MMBT's 5,000 validation examples fit Food-101's 67,988 training rows, but
+    not a 200-row file: there the default is `max_share` of the rows (at
+    least 1 when there are 2 or more), and `note` says so; else `note` is
+    `None`.
+    """
+    share = int(round(num_examples * max_share))
+    if default_size <= share:
+        return int(default_size), None
+    count = max(share, 1) if num_examples >= 2 else 0
+    note = (
+        f"Validation split: {count} of the {num_examples} training examples "
+        f"({max_share:.0%}), since the default {default_size:,} would leave "
+        "too little to train on; set --val-size N or --val-fraction F to "
+        "choose."
+    )
+    return count, note
 
 
 def stratified_split(labels, num_validation, seed=0):

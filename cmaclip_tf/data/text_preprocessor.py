@@ -210,6 +210,12 @@ class TextPreprocessor(tf.Module):
             input_signature=[tf.TensorSpec([None], tf.string)],
             autograph=False,
         )
+        # One graph for `tokenize` too: run op by op, BPE's loop is slow.
+        self._tokenize_batch = tf.function(
+            lambda texts: self._tokenize(texts, max_tokens=None),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False,
+        )
 
     @classmethod
     def from_files(cls, vocabulary_json, merges_txt, sequence_length, **kwargs):
@@ -245,7 +251,10 @@ class TextPreprocessor(tf.Module):
     def tokenize(self, texts):
         """BPE token ids without start, end or padding, ragged [batch, None]."""
         texts = tf.convert_to_tensor(texts, tf.string)
-        ids, rows = self._tokenize(texts, max_tokens=None)
+        if tf.executing_eagerly():
+            ids, rows = self._tokenize_batch(tf.reshape(texts, [-1]))
+        else:
+            ids, rows = self._tokenize(texts, max_tokens=None)
         return tf.RaggedTensor.from_value_rowids(
             ids, rows, nrows=tf.size(texts, out_type=tf.int64)
         )

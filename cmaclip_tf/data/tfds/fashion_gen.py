@@ -113,7 +113,7 @@ class FashionGen(ManualBuilder):
         source = fashion_gen.FashionGenSource(
             path, indices, split, tasks, counter
         )
-        for example in source():
+        for example in source.examples():
             key = example["id"].decode("utf-8")
             yield key, {
                 "image": example["image"],

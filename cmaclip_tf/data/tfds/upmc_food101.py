@@ -108,7 +108,7 @@ class UpmcFood101(ManualBuilder):
     def _generate_examples(self, records, split):
         tasks = LabelVocabularies({food101.TASK: food101_class_names()})
         counter = BadRecordCounter("skip")
-        for example in FileRecordSource(records, split, tasks, counter)():
+        for example in FileRecordSource(records, split, tasks, counter).examples():
             key = example["id"].decode("utf-8")
             yield key, {
                 "image": example["image"],

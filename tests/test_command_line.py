@@ -1,0 +1,81 @@
+"""trainers/run.py as a user meets it: bad arguments and missing data get one
+clear line and a non-zero exit, and leave no workdir behind."""
+
+import os
+
+import pytest
+
+from fixtures_data import write_catalogue
+from trainers import command_line
+from trainers import run as run_cli
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-size", "0"], "--batch-size: must be >= 1; got 0"),
+        (["--batch-size", "-4"], "--batch-size: must be >= 1; got -4"),
+        (["--epochs", "-1"], "--epochs: must be >= 0; got -1"),
+        (["--warmup-epochs", "two"], "--warmup-epochs: must be an integer >= 0"),
+        (["--val-fraction", "1.5"], "--val-fraction: must be between 0 and 1"),
+        (["--learning-rate", "0"], "--learning-rate: must be > 0"),
+        (["--val-size", "-1"], "--val-size: must be >= 0"),
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser(tmp_path, capsys, flags, message):
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli.main([*flags, "--workdir", str(workdir)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not workdir.exists()
+
+
+def test_missing_data_is_one_line_and_no_workdir(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    cases = [
+        (["--dataset", "food101"], "pass data_dir (--data-dir)"),
+        (["--dataset", "food101", "--data-dir", str(tmp_path / "nowhere")],
+         "UPMC Food-101 not found"),
+        (["--dataset", "fashion_gen", "--data-dir", str(tmp_path)],
+         "fashiongen_256_256_train.h5 and fashiongen_256_256_validation.h5 not found"),
+        (["--dataset", "manifest"], "needs a train manifest (--manifest)"),
+        (["--dataset", "manifest", "--manifest", str(tmp_path / "no.csv")],
+         "no.csv not found"),
+    ]
+    for flags, message in cases:
+        assert run_cli.main([*flags, "--workdir", str(workdir)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, err
+        assert "Traceback" not in err and len(err.splitlines()) <= 3
+        assert not workdir.exists()
+
+
+def test_a_bad_record_under_the_error_policy_names_its_row(tmp_path, capsys):
+    catalogue = write_catalogue(str(tmp_path / "data"))
+    workdir = tmp_path / "run"
+    code = run_cli.main(["--dataset", "manifest", "--manifest", catalogue["train"],
+                         "--on-bad-record", "error", "--workdir", str(workdir)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.splitlines()) == 2
+    # The first bad row in file order: red_1.jpg, cut short, on line 3.
+    assert "train.csv:3: corrupt image" in err.splitlines()[0]
+    assert not workdir.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="--data-dir"):
+        run_cli.main(["--dataset", "food101", "--debug",
+                      "--workdir", str(tmp_path / "run")])
+
+
+def test_errors_that_are_not_the_users_keep_their_traceback():
+    def broken():
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        command_line.run_reporting_errors(broken)
+    assert command_line.run_reporting_errors(lambda: 0) == 0
+    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # Set by conftest or quieting.

@@ -1,0 +1,79 @@
+"""The trainer's data on a user's catalogue: exact step counts with bad rows,
+epoch order and resume, attention maps from encoded images."""
+
+import pytest
+import tensorflow as tf
+
+from cmaclip_tf.data import load_dataset
+from cmaclip_tf.models import create_cma_clip
+from cmaclip_tf.models import get_model_config
+from fixtures_data import write_catalogue
+from trainers.input_data import RunData
+from trainers.run_logger import RunLogger
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    return write_catalogue(str(tmp_path_factory.mktemp("catalogue")))
+
+
+@pytest.fixture(scope="module")
+def data(catalogue, tiny_clip):
+    dataset = load_dataset("manifest", manifest=catalogue["train"],
+                           val_manifest=catalogue["val"])
+    run_data = RunData(dataset, seed=4)
+    run_data.prepare(tiny_clip, get_model_config("tiny"))
+    return run_data
+
+
+def ids(batches):
+    return [i.decode() for f, _ in batches for i in f["id"].numpy()]
+
+
+def test_steps_per_epoch_count_good_records(data, catalogue):
+    # 37 rows, a missing and a corrupt image: 35 examples. At batch 18 that
+    # is one step; counting the 37 rows would promise two, then run dry.
+    assert catalogue["train_rows"] == 37
+    assert data.num_train_examples == 35
+    batches = list(data.train_batches(0, 18))
+    assert len(batches) == 35 // 18 == 1
+    assert all(len(labels["color"]) == 18 for _, labels in batches)
+    assert data.bad_record_counts()["train"] == catalogue["bad_train"]
+
+
+def test_resume_replays_the_epoch_from_where_it_stopped(data):
+    def order(epoch, skip_batches=0):
+        raw = data.dataset.epoch_split("train", data.seed, epoch,
+                                       skip_batches * 5)
+        return [e["id"].decode() for e in raw.as_numpy_iterator()]
+
+    full = order(1)
+    assert len(full) == 35 and order(1) == full
+    assert order(1, skip_batches=3) == full[15:]
+    assert order(2) != full
+    # The manifest is sorted by color; the epoch's first batch is not.
+    first = data.dataset.epoch_split("train", data.seed, 1).take(7)
+    assert len({int(e["labels"]["color"]) for e in first.as_numpy_iterator()}) > 1
+
+
+def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
+    data, tiny_clip, tmp_path
+):
+    # The validation manifest's first row has a color train never names.
+    assert data.bad_record_counts()["validation"] == {"unknown_label": 1}
+    model, _, _ = create_cma_clip(
+        "tiny", {t: len(v) for t, v in data.tasks.items()}
+    )
+    features, texts = data.preview("validation", 3)
+    assert features["images"].dtype == tf.float32 and len(texts) == 3
+    assert texts[0] == "red item 2"  # The first good record.
+    logger = RunLogger(str(tmp_path))
+    logger.attention_maps("warmup", 1, model, data, num_examples=3)
+    path = next((tmp_path / "tensorboard" / "warmup" / "validation").glob("events*"))
+    images = [
+        value for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    ]
+    assert [v.tag for v in images] == ["attention_maps"]
+    # A summary image holds width, height, then one PNG per figure.
+    assert len(images[0].tensor.string_val) == 2 + 3

@@ -1,0 +1,128 @@
+"""What the command-line tools share: argument types, a quiet console, and
+errors reported in one line.
+
+Imports no TensorFlow: `quiet_tensorflow` must run before it is imported.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _bounded(text, int, 1, "an integer >= 1")
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    return _bounded(text, int, 0, "an integer >= 0")
+
+
+def positive_float(text):
+    """argparse type: a number > 0."""
+    value = _number(text, float, "a number > 0")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0; got {text}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a number >= 0."""
+    return _bounded(text, float, 0.0, "a number >= 0")
+
+
+def fraction(text):
+    """argparse type: a number strictly between 0 and 1."""
+    value = _number(text, float, "a number between 0 and 1")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and 1 (exclusive); got {text}"
+        )
+    return value
+
+
+def _number(text, kind, what):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def _bounded(text, kind, minimum, what):
+    value = _number(text, kind, what)
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {text}")
+    return value
+
+
+def quiet_tensorflow(debug=False):
+    """Imports TensorFlow without its start-up and C++ log lines.
+
+    Call before anything imports TensorFlow. With `debug`, nothing is hidden.
+    """
+    if debug:
+        return
+    # C++ logs at run time (CUDA probing on CPU machines, libjpeg warnings):
+    # "cuInit" failures are logged as errors, hence level 3.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # At import, TensorFlow logs before its log level applies ("Could not
+    # find cuda drivers"): silence the process's stderr just for the import.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+
+
+def run_reporting_errors(run, debug=False):
+    """Runs `run()`; a user error prints one line and returns 2.
+
+    User errors: a missing file (`OSError`), a bad value or bad record
+    (`ValueError`, `BadRecordError`), and TensorFlow errors from the data.
+    With `debug`, they raise with their traceback instead. Ctrl-C returns
+    130 with a note that the same command resumes.
+    """
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("\nInterrupted; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (filtered below)
+        if debug or not _is_user_error(error):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print("(--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(error):
+    if isinstance(error, (OSError, ValueError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def _one_line(error):
+    """Our errors as written; TensorFlow's without the graph dump."""
+    if not isinstance(error, (OSError, ValueError)):
+        lines = [s.strip() for s in error.message.splitlines() if s.strip()]
+        first = lines[0] if lines else type(error).__name__
+        if first.startswith("{{") and "}}" in first:
+            first = first.split("}}", 1)[1].strip()
+        return first
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
