@@ -43,7 +43,7 @@ def flip_labels(labels, num_classes, rate, seed):
 
     ```python
     flip_labels(np.array([0, 1, 2, -1]), 3, 0.5, seed=0)
-    # e.g. [2, 1, 0, -1]: 2 of the 3 labelled entries moved, -1 kept.
+    # [0, 2, 0, -1]: 2 of the 3 labelled entries moved, the -1 kept.
     ```
     """
     labels = np.asarray(labels)
