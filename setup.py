@@ -12,7 +12,9 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "serving"]
     ),
-    package_data={"cmaclip_tf": ["configs/*.json", "models/*.txt"]},
+    package_data={
+        "cmaclip_tf": ["configs/*.json", "models/*.txt", "preprocessing/assets/*.json"]
+    },
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

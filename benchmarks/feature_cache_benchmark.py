@@ -34,7 +34,7 @@ def measure(num_examples):
     """Runs in a child process; returns one result row."""
     import tensorflow as tf
 
-    from cmaclip_tf.data import load_dataset
+    from cmaclip_tf.datasets import load_dataset
     from cmaclip_tf.models import create_cma_clip
     from trainers.input_data import RunData
     from trainers.stage_schedule import STAGES

@@ -27,14 +27,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-from cmaclip_tf.data import ImagePreprocessor  # noqa: E402
-from cmaclip_tf.data import SyntheticProducts  # noqa: E402
-from cmaclip_tf.data import SyntheticProductsConfig  # noqa: E402
-from cmaclip_tf.data import TextPreprocessor  # noqa: E402
-from cmaclip_tf.data import load_dataset  # noqa: E402
-from cmaclip_tf.data import make_batches  # noqa: E402
+from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
+from cmaclip_tf.datasets import SyntheticProductsConfig  # noqa: E402
+from cmaclip_tf.datasets import load_dataset  # noqa: E402
+from cmaclip_tf.input_pipeline import make_batches  # noqa: E402
 from cmaclip_tf.models import get_model_config  # noqa: E402
 from cmaclip_tf.models import load_clip  # noqa: E402
+from cmaclip_tf.preprocessing import ImagePreprocessor  # noqa: E402
+from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
 
 
 def pipeline_rate(raw_split, text, image, batch_size, epoch):

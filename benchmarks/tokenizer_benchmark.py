@@ -28,8 +28,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-from cmaclip_tf.data import SyntheticProducts  # noqa: E402
-from cmaclip_tf.data import TextPreprocessor  # noqa: E402
+from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
+from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
 
 
 def hostile_words(num_bytes, rng, vocabulary):

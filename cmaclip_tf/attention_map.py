@@ -20,8 +20,8 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from cmaclip_tf.data.image_preprocessor import CLIP_MEAN
-from cmaclip_tf.data.image_preprocessor import CLIP_STD
+from cmaclip_tf.preprocessing.image_preprocessor import CLIP_MEAN
+from cmaclip_tf.preprocessing.image_preprocessor import CLIP_STD
 
 PANEL_SIZE = 224
 TEXT_HEIGHT = 56

@@ -6,7 +6,7 @@ serve function per input type:
 - `serving_default`: `image_bytes` (string `[batch]`, encoded JPEG/PNG/GIF)
   and `text` (string `[batch]`). Decoding, resizing, normalization and
   tokenization run in the graph, with the training pipeline's own
-  `cmaclip_tf.data` preprocessors.
+  `cmaclip_tf.preprocessing` modules.
 - `predict_tensors`: `images` (float32 `[batch, H, W, 3]`, CLIP-normalized),
   `token_ids` (int32 `[batch, L]`) and `padding_mask` (bool `[batch, L]`),
   for clients that preprocess themselves.
@@ -58,8 +58,8 @@ class CMACLIPExportModule:
 
     Args:
         model: a `CMACLIP` model.
-        text_preprocessor: `cmaclip_tf.data.TextPreprocessor`.
-        image_preprocessor: `cmaclip_tf.data.ImagePreprocessor`.
+        text_preprocessor: `cmaclip_tf.preprocessing.TextPreprocessor`.
+        image_preprocessor: `cmaclip_tf.preprocessing.ImagePreprocessor`.
         label_vocabularies: dict of task to class names, in logit order.
         image_size: `(height, width)` of the model's images.
         sequence_length: int. Packed text length.

@@ -14,7 +14,7 @@ in plain formats:
 The trainer writes one to `WORKDIR/inference/` with `save_inference_bundle`;
 `cmaclip_tf.export` (`python -m serving.export`) reads it back with
 `load_inference_bundle` and builds the preprocessing from the same
-`cmaclip_tf.data` classes the training pipeline uses.
+`cmaclip_tf.preprocessing` classes the training pipeline uses.
 """
 
 import dataclasses
@@ -38,9 +38,9 @@ class InferenceBundle:
 
     Attributes:
         model: the `CMACLIP` model.
-        text_preprocessor: `cmaclip_tf.data.TextPreprocessor` (strings to
+        text_preprocessor: `cmaclip_tf.preprocessing.TextPreprocessor` (strings to
             `token_ids` and `padding_mask`).
-        image_preprocessor: `cmaclip_tf.data.ImagePreprocessor` (encoded
+        image_preprocessor: `cmaclip_tf.preprocessing.ImagePreprocessor` (encoded
             image bytes to CLIP-normalized float images).
         label_vocabularies: dict of task to its class names, in logit order.
         metadata: dict, as saved (with `format_version`).
@@ -123,7 +123,7 @@ def save_inference_bundle(
         for merge in clip_tokenizer.merges:
             f.write(f"{merge}\n")
 
-    from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
+    from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
 
     converter_config = image_converter.get_config()
     # What the graph preprocessing derives from the converter (for readers).
@@ -155,11 +155,10 @@ def load_inference_bundle(directory):
     Returns:
         `InferenceBundle`.
     """
-    from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
-    from cmaclip_tf.data.text_preprocessor import TextPreprocessor
-
     # Registers `CMACLIP` (and the keras-hub classes) for deserialization.
     from cmaclip_tf.models import cma_clip  # noqa: F401
+    from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
+    from cmaclip_tf.preprocessing.text_preprocessor import TextPreprocessor
 
     missing = [
         name

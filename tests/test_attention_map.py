@@ -18,10 +18,10 @@ from cmaclip_tf.attention_map import most_attended_token
 from cmaclip_tf.attention_map import render_attention_map
 from cmaclip_tf.attention_map import token_attention_maps
 from cmaclip_tf.attention_map import word_token_positions
-from cmaclip_tf.data import ImagePreprocessor
-from cmaclip_tf.data import SyntheticProducts
-from cmaclip_tf.data import SyntheticProductsConfig
-from cmaclip_tf.data import TextPreprocessor
+from cmaclip_tf.datasets import SyntheticProducts
+from cmaclip_tf.datasets import SyntheticProductsConfig
+from cmaclip_tf.preprocessing import ImagePreprocessor
+from cmaclip_tf.preprocessing import TextPreprocessor
 
 TASKS = {"color": 14, "pattern": 7, "style": 8}
 TITLES = ["Acme Red Striped Tee", "Maple Polka Dot Women's Shorts, XL"]
@@ -143,7 +143,7 @@ def test_figures_for_tensorboard(tiny):
 
 
 def test_visualize_cli_and_tensorboard_hook(tiny, tmp_path):
-    from cmaclip_tf.data import load_dataset
+    from cmaclip_tf.datasets import load_dataset
     from cmaclip_tf.inference_bundle import save_inference_bundle
     from trainers.input_data import RunData
     from trainers.run_logger import RunLogger

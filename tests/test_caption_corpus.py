@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmaclip_tf.data.caption_corpus import COLOR_PHRASES
-from cmaclip_tf.data.caption_corpus import CORPUS_SPLIT_CODES
-from cmaclip_tf.data.caption_corpus import PATTERN_ADJECTIVES
-from cmaclip_tf.data.caption_corpus import PATTERN_WITH_PHRASES
-from cmaclip_tf.data.caption_corpus import SHAPE_NOUNS
-from cmaclip_tf.data.caption_corpus import STYLE_NOUNS
-from cmaclip_tf.data.caption_corpus import CaptionCorpus
-from cmaclip_tf.data.caption_corpus import CaptionCorpusConfig
-from cmaclip_tf.data.synthetic_products import AUDIENCES
-from cmaclip_tf.data.synthetic_products import BRANDS
-from cmaclip_tf.data.synthetic_products import COLORS
-from cmaclip_tf.data.synthetic_products import FILLERS
-from cmaclip_tf.data.synthetic_products import GENERIC_NOUNS
-from cmaclip_tf.data.synthetic_products import SIZES
-from cmaclip_tf.data.synthetic_products import SPLIT_CODES
-from cmaclip_tf.data.synthetic_products import SyntheticProducts
-from cmaclip_tf.data.synthetic_products import SyntheticProductsConfig
+from cmaclip_tf.datasets.caption_corpus import COLOR_PHRASES
+from cmaclip_tf.datasets.caption_corpus import CORPUS_SPLIT_CODES
+from cmaclip_tf.datasets.caption_corpus import PATTERN_ADJECTIVES
+from cmaclip_tf.datasets.caption_corpus import PATTERN_WITH_PHRASES
+from cmaclip_tf.datasets.caption_corpus import SHAPE_NOUNS
+from cmaclip_tf.datasets.caption_corpus import STYLE_NOUNS
+from cmaclip_tf.datasets.caption_corpus import CaptionCorpus
+from cmaclip_tf.datasets.caption_corpus import CaptionCorpusConfig
+from cmaclip_tf.datasets.synthetic_products import SPLIT_CODES
+from cmaclip_tf.datasets.synthetic_products import SyntheticProducts
+from cmaclip_tf.datasets.synthetic_products import SyntheticProductsConfig
+from cmaclip_tf.datasets.synthetic_vocabulary import AUDIENCES
+from cmaclip_tf.datasets.synthetic_vocabulary import BRANDS
+from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic_vocabulary import FILLERS
+from cmaclip_tf.datasets.synthetic_vocabulary import GENERIC_NOUNS
+from cmaclip_tf.datasets.synthetic_vocabulary import SIZES
 
 NUM_CAPTIONS = 2000
 PHRASES = {

@@ -35,12 +35,12 @@ def test_bad_numbers_are_refused_by_the_parser(tmp_path, capsys, flags, message)
 def test_missing_data_is_one_line_and_no_workdir(tmp_path, capsys):
     workdir = tmp_path / "run"
     cases = [
-        (["--dataset", "food101"], "pass data_dir (--data-dir)"),
+        (["--dataset", "food101"], "needs its data folder: pass --data-dir"),
         (["--dataset", "food101", "--data-dir", str(tmp_path / "nowhere")],
          "UPMC Food-101 not found"),
         (["--dataset", "fashion_gen", "--data-dir", str(tmp_path)],
          "fashiongen_256_256_train.h5 and fashiongen_256_256_validation.h5 not found"),
-        (["--dataset", "manifest"], "needs a train manifest (--manifest)"),
+        (["--dataset", "manifest"], "needs a train manifest: pass --manifest"),
         (["--dataset", "manifest", "--manifest", str(tmp_path / "no.csv")],
          "no.csv not found"),
     ]

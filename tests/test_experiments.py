@@ -9,14 +9,14 @@ import os
 import numpy as np
 import pytest
 
-from trainers.experiments import METHOD_RUNS
-from trainers.experiments import aggregate
-from trainers.experiments import collect_runs
-from trainers.experiments import final_stage_metrics
+from trainers.experiment_report import aggregate
+from trainers.experiment_report import collect_runs
+from trainers.experiment_report import final_stage_metrics
+from trainers.experiment_report import write_report
+from trainers.experiment_suites import METHOD_RUNS
+from trainers.experiments import build_parser
 from trainers.experiments import main
 from trainers.experiments import shared_run_argv
-from trainers.experiments import build_parser
-from trainers.experiments import write_report
 
 TASKS = ("color", "pattern")
 # method -> per seed, per task: (recall at 90% precision, accuracy).

@@ -4,13 +4,13 @@ records."""
 import h5py
 import numpy as np
 import pytest
-
-from cmaclip_tf.data import BadRecordCounter
-from cmaclip_tf.data import LabelVocabularies
-from cmaclip_tf.data import fashion_gen
-from cmaclip_tf.data import load_dataset
 from fixtures_data import SUBCATEGORIES
 from fixtures_data import write_fashion_gen
+
+from cmaclip_tf.datasets import BadRecordCounter
+from cmaclip_tf.datasets import LabelVocabularies
+from cmaclip_tf.datasets import fashion_gen
+from cmaclip_tf.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")

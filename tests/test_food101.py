@@ -4,11 +4,11 @@ validation split, bad records."""
 import collections
 
 import pytest
-
-from cmaclip_tf.data import load_dataset
-from cmaclip_tf.data.stratified_split import stratified_split
 from fixtures_data import FOOD_CLASSES
 from fixtures_data import write_food101
+
+from cmaclip_tf.datasets import load_dataset
+from cmaclip_tf.datasets.stratified_split import stratified_split
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +92,5 @@ def test_clear_errors(tmp_path, food101_dir):
     small = load_dataset("food101", data_dir=root)
     assert len(small.sources["validation"].records) == 2  # round(19 * 0.1)
     assert len(small.notes) == 1 and "--val-size" in small.notes[0]
-    with pytest.raises(ValueError, match="pass data_dir"):
+    with pytest.raises(ValueError, match="pass --data-dir"):
         load_dataset("food101")

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cmaclip_tf.data import CLIP_MEAN
-from cmaclip_tf.data import CLIP_STD
-from cmaclip_tf.data import ImagePreprocessor
+from cmaclip_tf.preprocessing import CLIP_MEAN
+from cmaclip_tf.preprocessing import CLIP_STD
+from cmaclip_tf.preprocessing import ImagePreprocessor
 
 SIZE = 32
 # One grey level on CLIP's normalized scale: PIL and TF round differently on

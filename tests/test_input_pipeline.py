@@ -6,13 +6,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from cmaclip_tf.data import ImagePreprocessor
-from cmaclip_tf.data import TextPreprocessor
-from cmaclip_tf.data import load_dataset
-from cmaclip_tf.data import make_batches
-from cmaclip_tf.data import epoch_permutation
 from fixtures_data import encoded_image
+
+from cmaclip_tf.datasets import load_dataset
+from cmaclip_tf.input_pipeline import epoch_permutation
+from cmaclip_tf.input_pipeline import make_batches
+from cmaclip_tf.preprocessing import ImagePreprocessor
+from cmaclip_tf.preprocessing import TextPreprocessor
 
 SIZES = {"train": 70, "validation": 10, "test": 10}
 

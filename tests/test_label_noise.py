@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmaclip_tf.data.label_noise import flip_labels
-from cmaclip_tf.data.label_noise import with_label_noise
+from cmaclip_tf.datasets.label_noise import flip_labels
+from cmaclip_tf.datasets.label_noise import with_label_noise
 
 NUM_EXAMPLES = 10_000
 

@@ -4,14 +4,13 @@ import csv
 import os
 
 import pytest
-import tensorflow as tf
-
-from cmaclip_tf.data import BadRecordCounter
-from cmaclip_tf.data import BadRecordError
-from cmaclip_tf.data import LabelVocabularies
-from cmaclip_tf.data import load_dataset
 from fixtures_data import encoded_image
 from fixtures_data import write_manifest
+
+from cmaclip_tf.datasets import BadRecordCounter
+from cmaclip_tf.datasets import BadRecordError
+from cmaclip_tf.datasets import LabelVocabularies
+from cmaclip_tf.datasets import load_dataset
 
 
 def label_ids(names, vocabulary):
@@ -61,9 +60,9 @@ def test_yields_good_rows_with_labels_and_counts_bad_rows(tmp_path, jsonl):
 
 
 def test_missing_labels_are_minus_one_in_batches(tmp_path, tiny_clip):
-    from cmaclip_tf.data import ImagePreprocessor
-    from cmaclip_tf.data import TextPreprocessor
-    from cmaclip_tf.data import make_batches
+    from cmaclip_tf.input_pipeline import make_batches
+    from cmaclip_tf.preprocessing import ImagePreprocessor
+    from cmaclip_tf.preprocessing import TextPreprocessor
 
     fixture = write_manifest(str(tmp_path))
     dataset = load_dataset(

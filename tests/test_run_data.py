@@ -3,11 +3,11 @@ epoch order and resume, attention maps from encoded images."""
 
 import pytest
 import tensorflow as tf
+from fixtures_data import write_catalogue
 
-from cmaclip_tf.data import load_dataset
+from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
-from fixtures_data import write_catalogue
 from trainers.input_data import RunData
 from trainers.run_logger import RunLogger
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmaclip_tf.data import load_dataset
+from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
 from trainers.input_data import RunData
 from trainers.stage_schedule import STAGES
@@ -113,7 +113,7 @@ def test_unlabelled_examples_add_no_gradient(synthetic):
 
 
 def test_score_thresholds_on_a_hand_made_case():
-    from trainers.stage_trainer import score_thresholds
+    from trainers.evaluation import score_thresholds
 
     # Top-1 scores 0.9 (right), 0.8 (right), 0.7 (wrong), 0.6 (right); one
     # unlabelled row that must not count.

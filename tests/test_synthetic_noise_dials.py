@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from test_synthetic_products import names_in
 
-from cmaclip_tf.data import SyntheticProducts
-from cmaclip_tf.data import SyntheticProductsConfig
-from cmaclip_tf.data.synthetic_products import COLORS
-from cmaclip_tf.data.synthetic_products import COMPANION_LINKS
-from cmaclip_tf.data.synthetic_products import TASKS
-from cmaclip_tf.data.synthetic_products import class_names
+from cmaclip_tf.datasets import SyntheticProducts
+from cmaclip_tf.datasets import SyntheticProductsConfig
+from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic_vocabulary import COMPANION_LINKS
+from cmaclip_tf.datasets.synthetic_vocabulary import TASKS
+from cmaclip_tf.datasets.synthetic_vocabulary import class_names
 
 # Computed with the generator as it was before the noise dials existed
 # (commit 5791ffd): (split, index, title, sha256 of the image, labels).

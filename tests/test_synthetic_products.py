@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmaclip_tf.data import SyntheticProducts
-from cmaclip_tf.data import SyntheticProductsConfig
-from cmaclip_tf.data import load_dataset
-from cmaclip_tf.data.synthetic_products import COLOR_WORDS
-from cmaclip_tf.data.synthetic_products import COLORS
-from cmaclip_tf.data.synthetic_products import PATTERN_WORDS
-from cmaclip_tf.data.synthetic_products import STYLE_WORDS
-from cmaclip_tf.data.synthetic_products import TASKS
+from cmaclip_tf.datasets import SyntheticProducts
+from cmaclip_tf.datasets import SyntheticProductsConfig
+from cmaclip_tf.datasets import load_dataset
+from cmaclip_tf.datasets.synthetic_products import COLOR_WORDS
+from cmaclip_tf.datasets.synthetic_products import COLORS
+from cmaclip_tf.datasets.synthetic_products import PATTERN_WORDS
+from cmaclip_tf.datasets.synthetic_products import STYLE_WORDS
+from cmaclip_tf.datasets.synthetic_products import TASKS
 
 WORDS = {"color": COLOR_WORDS, "pattern": PATTERN_WORDS, "style": STYLE_WORDS}
 NUM_TITLES = 3000

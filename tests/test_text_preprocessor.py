@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmaclip_tf.data import TextPreprocessor
-from cmaclip_tf.data.text_preprocessor import END_TOKEN
-from cmaclip_tf.data.text_preprocessor import START_TOKEN
-from cmaclip_tf.data import clip_unicode_tables
 from cmaclip_tf.models import bpe_vocabulary
+from cmaclip_tf.preprocessing import TextPreprocessor
+from cmaclip_tf.preprocessing import clip_unicode_tables
+from cmaclip_tf.preprocessing.clip_text_rules import END_TOKEN
+from cmaclip_tf.preprocessing.clip_text_rules import START_TOKEN
 
 SEQUENCE_LENGTH = 32
 

@@ -5,15 +5,16 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from cmaclip_tf.data import load_dataset  # noqa: E402
-from cmaclip_tf.data.tfds import FashionGen  # noqa: E402
-from cmaclip_tf.data.tfds import UpmcFood101  # noqa: E402
-from cmaclip_tf.data.tfds.build import build_dataset  # noqa: E402
-from cmaclip_tf.data.tfds.build import main as build_main  # noqa: E402
 from fixtures_data import FOOD_CLASSES  # noqa: E402
 from fixtures_data import SUBCATEGORIES  # noqa: E402
 from fixtures_data import write_fashion_gen  # noqa: E402
 from fixtures_data import write_food101  # noqa: E402
+
+from cmaclip_tf.datasets import load_dataset  # noqa: E402
+from cmaclip_tf.datasets.tfds import FashionGen  # noqa: E402
+from cmaclip_tf.datasets.tfds import UpmcFood101  # noqa: E402
+from cmaclip_tf.datasets.tfds.build import build_dataset  # noqa: E402
+from cmaclip_tf.datasets.tfds.build import main as build_main  # noqa: E402
 
 
 def build(builder_class, config, manual_dir, data_dir):
@@ -65,7 +66,7 @@ def test_fashion_gen_builds_and_reads_back(tmp_path, capsys):
     fixture = write_fashion_gen(
         str(tmp_path / "raw"), train_per_class=5, validation_per_class=1
     )
-    # The command line: python -m cmaclip_tf.data.tfds NAME --manual_dir ...
+    # The command line: python -m cmaclip_tf.datasets.tfds NAME --manual_dir ...
     build_main(
         [
             "fashion_gen/val20",
@@ -107,5 +108,5 @@ def test_missing_manual_files_are_named(tmp_path):
     with pytest.raises(Exception, match=r"fashiongen_256_256_train\.h5"):
         build(FashionGen, "val20", tmp_path / "empty", tmp_path / "tfds")
     assert "manual_dir" in UpmcFood101.MANUAL_DOWNLOAD_INSTRUCTIONS
-    with pytest.raises(FileNotFoundError, match="python -m cmaclip_tf.data.tfds"):
+    with pytest.raises(FileNotFoundError, match="python -m cmaclip_tf.datasets.tfds"):
         load_dataset("tfds:upmc_food101", data_dir=str(tmp_path / "nothing"))

@@ -18,13 +18,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 from fixtures_data import write_catalogue
 from fixtures_data import write_fashion_gen
 from fixtures_data import write_food101
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from test_serving import ServerProcess
+
 from trainers import run as run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +41,7 @@ def sources(tmp_path_factory):
     write_food101(str(root / "food101"), train_per_class=10, test_per_class=3)
     write_fashion_gen(str(root / "fashion_gen"), train_per_class=10,
                       validation_per_class=3)
-    from cmaclip_tf.data.tfds.build import build_dataset
+    from cmaclip_tf.datasets.tfds.build import build_dataset
 
     build_dataset("upmc_food101/val20", str(root / "food101"), str(root / "tfds"))
     return {

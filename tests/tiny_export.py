@@ -64,10 +64,10 @@ def make_tiny_inference_bundle(directory, seed=0):
     """
     import keras
 
-    from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
-    from cmaclip_tf.data.text_preprocessor import TextPreprocessor
     from cmaclip_tf.inference_bundle import save_inference_bundle
     from cmaclip_tf.models import create_cma_clip
+    from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
+    from cmaclip_tf.preprocessing.text_preprocessor import TextPreprocessor
 
     keras.utils.set_random_seed(seed)
     model, clip, config = create_cma_clip("tiny", TASKS)

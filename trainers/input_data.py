@@ -4,13 +4,13 @@ import os
 
 import tensorflow as tf
 
-from cmaclip_tf.data import ImagePreprocessor
-from cmaclip_tf.data import TextPreprocessor
-from cmaclip_tf.data import epoch_permutation
-from cmaclip_tf.data import load_dataset
-from cmaclip_tf.data import make_batches
+from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.inference_bundle import save_inference_bundle
+from cmaclip_tf.input_pipeline import epoch_permutation
+from cmaclip_tf.input_pipeline import make_batches
 from cmaclip_tf.models import get_model_config
+from cmaclip_tf.preprocessing import ImagePreprocessor
+from cmaclip_tf.preprocessing import TextPreprocessor
 from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 

@@ -4,7 +4,7 @@
 
 Evaluates the run's final model (`WORKDIR/inference/`, or CLIP with class
 prompts for a `--variant zero_shot` run) on the test split under each
-condition of `cmaclip_tf.data.title_perturbations.PERTURBATIONS`: as is,
+condition of `cmaclip_tf.datasets.title_perturbations.PERTURBATIONS`: as is,
 attribute words removed from the titles, the correct attribute words put in,
 and noise images. Writes `WORKDIR/noise_robustness.json`: `{condition: {task:
 {accuracy, recall_at_90_precision, image_weight_mean, ...}}}`, with λ and
@@ -79,14 +79,14 @@ def load_run_model(workdir, model_config=None, prompt=None):
             f"{workdir} has neither an inference bundle (inference/) nor a "
             "zero-shot result; train it first with trainers/run.py."
         )
-    from cmaclip_tf.data import ImagePreprocessor
-    from cmaclip_tf.data import LabelVocabularies
-    from cmaclip_tf.data import TextPreprocessor
+    from cmaclip_tf.datasets import LabelVocabularies
     from cmaclip_tf.models import get_model_config
     from cmaclip_tf.models import load_clip
     from cmaclip_tf.models.zero_shot_clip import DEFAULT_PROMPT
     from cmaclip_tf.models.zero_shot_clip import ZeroShotCLIP
     from cmaclip_tf.models.zero_shot_clip import class_prompts
+    from cmaclip_tf.preprocessing import ImagePreprocessor
+    from cmaclip_tf.preprocessing import TextPreprocessor
 
     run = read_run_record(workdir)
     config = get_model_config(model_config or run.get("model") or "tiny")
@@ -105,32 +105,6 @@ def load_run_model(workdir, model_config=None, prompt=None):
     }
     return (ZeroShotCLIP(clip.backbone, prompt_ids), text_preprocessor,
             image_preprocessor, names)
-
-
-def predict(forward, batches):
-    """`StageTrainer.predict`'s arrays (probabilities, λ, labels).
-
-    Args:
-        forward: the model's inference call, `features -> outputs`.
-        batches: `make_batches` output.
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    chunks = []
-    for features, labels in batches:
-        outputs = forward(features)
-        chunk = {}
-        for task in labels:
-            chunk[f"{task}_probabilities"] = tf.nn.softmax(
-                outputs[f"{task}_logits"], axis=-1
-            ).numpy()
-            chunk[f"{task}_image_weight"] = outputs[f"{task}_image_weight"].numpy()
-            chunk[f"{task}_label"] = labels[task].numpy()
-        chunks.append(chunk)
-    if not chunks:  # An empty split (a manifest run without --test-manifest).
-        return {}
-    return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
 
 def run_data_options(workdir, overrides=None):
@@ -164,15 +138,14 @@ def evaluate_noise_robustness(
     Returns:
         `{condition: {task: metrics}}`, metrics as `evaluate_predictions`'.
     """
-    import tensorflow as tf
-
-    from cmaclip_tf.data import load_dataset
-    from cmaclip_tf.data import make_batches
-    from cmaclip_tf.data.title_perturbations import PERTURBATIONS
-    from cmaclip_tf.data.title_perturbations import TitlePerturbation
-    from cmaclip_tf.data.title_perturbations import attribute_words
-    from cmaclip_tf.data.title_perturbations import perturb_split
-    from trainers.stage_trainer import evaluate_predictions
+    from cmaclip_tf.datasets import load_dataset
+    from cmaclip_tf.datasets.title_perturbations import PERTURBATIONS
+    from cmaclip_tf.datasets.title_perturbations import TitlePerturbation
+    from cmaclip_tf.datasets.title_perturbations import attribute_words
+    from cmaclip_tf.datasets.title_perturbations import perturb_split
+    from cmaclip_tf.input_pipeline import make_batches
+    from trainers.evaluation import Evaluator
+    from trainers.evaluation import evaluate_predictions
 
     model, text_preprocessor, image_preprocessor, names = load_run_model(
         workdir, model_config, prompt
@@ -188,14 +161,14 @@ def evaluate_noise_robustness(
     )
     seed = options.get("seed", 0)
     words = attribute_words(names, dataset)
-    forward = tf.function(lambda features: model(features, training=False))
+    evaluator = Evaluator(lambda features: model(features, training=False), names)
     results = {}
     for condition in PERTURBATIONS:
         raw = perturb_split(data.split(split), condition, names, words, seed=seed)
         batches = make_batches(
             raw, text_preprocessor, image_preprocessor, batch_size, training=False
         )
-        predictions = predict(forward, batches)
+        predictions = evaluator.predict(batches)
         results[condition] = evaluate_predictions(predictions, list(names))
         texts = [e["text"].decode("utf-8") for e in raw.as_numpy_iterator()]
         add_mention_split(results[condition], predictions, texts,

@@ -16,19 +16,9 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cmaclip_tf.variants import ALL_VARIANTS  # noqa: E402
 from trainers import command_line  # noqa: E402
 from trainers.stage_schedule import STAGE_ORDER  # noqa: E402
-
-
-def _dataset_name(name):
-    if name in ("synthetic", "manifest", "food101", "fashion_gen") or (
-        name.startswith("tfds:")
-    ):
-        return name
-    raise argparse.ArgumentTypeError(
-        f"unknown dataset {name!r}: use synthetic, manifest, food101, "
-        "fashion_gen or tfds:<builder>"
-    )
 
 
 def build_parser():
@@ -37,7 +27,7 @@ def build_parser():
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--dataset", default="synthetic", type=_dataset_name,
+        "--dataset", default="synthetic",
         help="synthetic: generated product attributes (no files needed); "
         "manifest: CSV/JSONL manifests; food101: UPMC Food-101 folder; "
         "fashion_gen: Fashion-Gen HDF5 files; tfds:upmc_food101 or "
@@ -73,8 +63,7 @@ def build_parser():
     model.add_argument("--clip-preset", help="keras-hub CLIP preset name or "
                        "local preset folder (overrides the model config's).")
     model.add_argument("--variant", default="full",
-                       choices=["full", "no_ma", "no_ma_sa", "clip_linear",
-                                "zero_shot"],
+                       choices=ALL_VARIANTS,
                        help="full CMA-CLIP; the paper's ablations no_ma "
                        "(without modality attention) and no_ma_sa (without "
                        "both attentions); the baselines clip_linear "
@@ -148,8 +137,16 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     command_line.quiet_tensorflow(args.debug)
+    from cmaclip_tf.datasets import registry
+
+    if not registry.is_dataset_name(args.dataset):
+        parser.error(
+            f"argument --dataset: unknown dataset {args.dataset!r}; use one of "
+            f"{', '.join(registry.available_datasets())} or tfds:<builder>"
+        )
 
     def run():
         from trainers.training_run import TrainingRun

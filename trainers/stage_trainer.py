@@ -8,15 +8,12 @@ per task, gradients summed across replicas by the Keras optimizer.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from cmaclip_tf.metrics import recall_at_precision
-from cmaclip_tf.metrics import score_threshold_at_precision
 from cmaclip_tf.multi_task_loss import masked_cross_entropy_sum
+from trainers.evaluation import Evaluator
 
 SUM = tf.distribute.ReduceOp.SUM
-TARGET_PRECISION = 0.9
 
 
 class StageTrainer:
@@ -63,9 +60,9 @@ class StageTrainer:
         ]
         self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile)
         self._train_step = tf.function(self._distributed_train_step)
-        # The last evaluation batch is smaller: one more trace, not one each.
-        self._eval_step = tf.function(
-            self._distributed_eval_step, reduce_retracing=True
+        self.evaluator = Evaluator(
+            lambda features: self._forward(features, training=False),
+            self.tasks, strategy,
         )
 
     # --- Which depth of the model the stage starts from. ---
@@ -183,90 +180,6 @@ class StageTrainer:
 
     # --- Evaluation. ---
 
-    def _replica_eval_step(self, features, labels):
-        outputs = self._forward(features, training=False)
-        result = {}
-        for task in self.tasks:
-            result[f"{task}_probabilities"] = tf.nn.softmax(
-                outputs[f"{task}_logits"], axis=-1
-            )
-            result[f"{task}_image_weight"] = outputs[f"{task}_image_weight"]
-            result[f"{task}_label"] = tf.cast(labels[task], tf.int32)
-        return result
-
-    def _distributed_eval_step(self, features, labels):
-        per_replica = self.strategy.run(
-            self._replica_eval_step, args=(features, labels)
-        )
-        return {
-            key: self.strategy.gather(value, axis=0)
-            for key, value in per_replica.items()
-        }
-
     def predict(self, distributed_dataset):
         """Per-task probabilities, λ and labels over a whole dataset (numpy)."""
-        chunks = []
-        for features, labels in distributed_dataset:
-            chunks.append(
-                {k: v.numpy() for k, v in self._eval_step(features, labels).items()}
-            )
-        if not chunks:
-            return {}
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-
-    def evaluate(self, distributed_dataset):
-        """Accuracy, recall at 90% precision, loss and λ per task."""
-        return evaluate_predictions(self.predict(distributed_dataset), self.tasks)
-
-
-def evaluate_predictions(predictions, tasks, precision=TARGET_PRECISION):
-    """Per-task metrics from `StageTrainer.predict`'s arrays."""
-    metrics = {}
-    for task in tasks:
-        if not predictions:
-            metrics[task] = {"count": 0}
-            continue
-        labels = predictions[f"{task}_label"]
-        labelled = labels >= 0
-        probabilities = predictions[f"{task}_probabilities"][labelled]
-        labels = labels[labelled]
-        image_weight = predictions[f"{task}_image_weight"][labelled]
-        count = int(labelled.sum())
-        if count == 0:
-            metrics[task] = {"count": 0}
-            continue
-        top1 = probabilities.argmax(-1)
-        scores = probabilities.max(-1)
-        correct = top1 == labels
-        picked = probabilities[np.arange(count), labels]
-        metrics[task] = {
-            "count": count,
-            "accuracy": float(correct.mean()),
-            "recall_at_90_precision": recall_at_precision(scores, correct, precision),
-            "loss": float(-np.log(np.maximum(picked, 1e-12)).mean()),
-            "image_weight_mean": float(image_weight.mean()),
-            "image_weight_std": float(image_weight.std()),
-        }
-    return metrics
-
-
-def score_thresholds(predictions, tasks, precision=TARGET_PRECISION):
-    """Per task, the lowest top-1 score at which predictions reach `precision`.
-
-    Picked on validation predictions; `None` where no threshold reaches it
-    (then nothing is accepted).
-    """
-    thresholds = {}
-    for task in tasks:
-        if not predictions:
-            thresholds[task] = None
-            continue
-        labels = predictions[f"{task}_label"]
-        labelled = labels >= 0
-        probabilities = predictions[f"{task}_probabilities"][labelled]
-        correct = probabilities.argmax(-1) == labels[labelled]
-        threshold = score_threshold_at_precision(
-            probabilities.max(-1), correct, precision
-        )
-        thresholds[task] = None if np.isinf(threshold) else threshold
-    return thresholds
+        return self.evaluator.predict(distributed_dataset)

@@ -7,7 +7,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
@@ -16,6 +15,10 @@ from trainers import distribution
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
+from trainers.evaluation import TARGET_PRECISION
+from trainers.evaluation import Evaluator
+from trainers.evaluation import evaluate_predictions
+from trainers.evaluation import score_thresholds
 from trainers.input_data import load_run_data
 from trainers.run_logger import RunLogger
 from trainers.run_record import RUN_FILE
@@ -23,10 +26,7 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import STAGES
 from trainers.stage_schedule import previous_stage
-from trainers.stage_trainer import TARGET_PRECISION
 from trainers.stage_trainer import StageTrainer
-from trainers.stage_trainer import score_thresholds
-
 
 
 class TrainingRun:
@@ -234,7 +234,7 @@ class TrainingRun:
                 self.log(f"[{stage}] The training data ended after "
                          f"{first_step + trainer.steps_run} of {steps} steps.")
             predictions = trainer.predict(validation)
-            metrics = trainer_metrics(predictions, self.tasks)
+            metrics = evaluate_predictions(predictions, self.tasks)
             score = self.selection_score(metrics)
             global_step = (epoch + 1) * steps
             summary = ", ".join(
@@ -282,14 +282,17 @@ class TrainingRun:
                 for task, names in self.data.tasks.items()
             }
             model = ZeroShotCLIP(clip.backbone, prompt_ids)
-        trainer = StageTrainer(model, STAGES["tuning"], self.strategy, 0.0, 0.0)
+        evaluator = Evaluator(
+            lambda features: model(features, training=False), self.tasks,
+            self.strategy,
+        )
         batch_size = self.args.batch_size or config["training"]["batch_size"]
         result = {}
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
                 self.data.eval_batches(split, batch_size)
             )
-            result[split] = trainer_metrics(trainer.predict(dataset), self.tasks)
+            result[split] = evaluator.evaluate(dataset)
         if self.chief:
             stage_dir = os.path.join(self.workdir, "zero_shot")
             os.makedirs(stage_dir, exist_ok=True)
@@ -306,7 +309,7 @@ class TrainingRun:
                 self.data.eval_batches(split, batch_size)
             )
             predictions = trainer.predict(dataset)
-            result[split] = trainer_metrics(predictions, self.tasks)
+            result[split] = evaluate_predictions(predictions, self.tasks)
             if split == "validation":
                 thresholds = score_thresholds(predictions, self.tasks)
         result["score_thresholds"] = thresholds
@@ -392,9 +395,3 @@ def _counts_text(counts):
         f"{split}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(c.items()))
         for split, c in sorted(counts.items()) if c
     )
-
-
-def trainer_metrics(predictions, tasks):
-    from trainers.stage_trainer import evaluate_predictions
-
-    return evaluate_predictions(predictions, list(tasks))

@@ -9,10 +9,10 @@ from cmaclip_tf.layers import MLPHead
 from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
 from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
+from cmaclip_tf.variants import POOLED_VARIANTS
+from cmaclip_tf.variants import VARIANTS
 
-VARIANTS = ("full", "no_ma", "no_ma_sa", "clip_linear")
 # Variants without the fusion transformer: CLIP's pooled embeddings instead.
-POOLED_VARIANTS = ("no_ma_sa", "clip_linear")
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
 
 

@@ -24,16 +24,15 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from cmaclip_tf.data.manifest_writer import write_manifest
-from cmaclip_tf.data.raw_examples import PIXELS_IMAGE_SPEC
-from cmaclip_tf.data.raw_examples import raw_split_from_generator
-from cmaclip_tf.data.synthetic_products import COLORS
-from cmaclip_tf.data.synthetic_products import PATTERNS
-from cmaclip_tf.data.synthetic_products import STYLES
-from cmaclip_tf.data.synthetic_products import SyntheticProducts
-from cmaclip_tf.data.synthetic_products import SyntheticProductsConfig
-from cmaclip_tf.data.synthetic_products import _choice
-from cmaclip_tf.data.synthetic_products import _rgb
+from cmaclip_tf.datasets.manifest_writer import write_manifest
+from cmaclip_tf.datasets.raw_examples import PIXELS_IMAGE_SPEC
+from cmaclip_tf.datasets.raw_examples import raw_split_from_generator
+from cmaclip_tf.datasets.synthetic_drawing import ProductDrawer
+from cmaclip_tf.datasets.synthetic_drawing import rgb
+from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic_vocabulary import PATTERNS
+from cmaclip_tf.datasets.synthetic_vocabulary import STYLES
+from cmaclip_tf.datasets.synthetic_vocabulary import choice
 
 CORPUS_SPLIT_CODES = {"train": 100, "validation": 101}
 DEFAULT_NUM_EXAMPLES = {"train": 10000, "validation": 1000}
@@ -166,13 +165,7 @@ class CaptionCorpus:
 
     def __init__(self, config=None):
         self.config = config or CaptionCorpusConfig()
-        self._garments = SyntheticProducts(
-            SyntheticProductsConfig(
-                image_size=self.config.image_size,
-                max_clutter=self.config.max_clutter,
-                seed=self.config.seed,
-            )
-        )
+        self._drawer = ProductDrawer(self.config.image_size, self.config.max_clutter)
 
     def example(self, split, index, draw=True):
         """Example `index` of `split`, drawn from its own seeded generator.
@@ -189,20 +182,20 @@ class CaptionCorpus:
         )
         if rng.random() < self.config.shape_rate:
             attributes = {
-                "color": _choice(rng, sorted(COLORS)),
-                "shape": _choice(rng, sorted(SHAPE_NOUNS)),
+                "color": choice(rng, sorted(COLORS)),
+                "shape": choice(rng, sorted(SHAPE_NOUNS)),
             }
             caption, mentions = _shape_caption(rng, attributes)
             image = self._draw_shape(rng, attributes) if draw else None
         else:
             attributes = {
-                "color": _choice(rng, sorted(COLORS)),
-                "pattern": _choice(rng, PATTERNS),
-                "style": _choice(rng, sorted(STYLES)),
+                "color": choice(rng, sorted(COLORS)),
+                "pattern": choice(rng, PATTERNS),
+                "style": choice(rng, sorted(STYLES)),
             }
             caption, mentions = _garment_caption(rng, attributes)
             # The benchmark's drawer, fed this corpus's own generator.
-            image = self._garments._draw(rng, attributes) if draw else None
+            image = self._drawer.draw(rng, attributes) if draw else None
         return CaptionedImage(image, caption, attributes, mentions)
 
     def raw_split(self, split, num_examples):
@@ -256,20 +249,20 @@ class CaptionCorpus:
         luminance = fill @ np.array([0.299, 0.587, 0.114], np.float32) / 255
         level = rng.uniform(20, 70) if luminance > 0.6 else rng.uniform(185, 250)
         background = np.clip(level + rng.uniform(-15, 15, 3), 0, 255)
-        canvas = Image.new("RGB", (size, size), _rgb(background))
+        canvas = Image.new("RGB", (size, size), rgb(background))
         radius = size * rng.uniform(0.25, 0.4)
         center = size / 2 + rng.uniform(-0.08, 0.08, 2) * size
         points = _shape_polygon(
             attributes["shape"], center, radius, rng.uniform(-0.3, 0.3)
         )
-        ImageDraw.Draw(canvas).polygon(points, fill=_rgb(fill))
+        ImageDraw.Draw(canvas).polygon(points, fill=rgb(fill))
         return np.asarray(canvas.reduce(2), np.uint8)
 
 
 def _phrase(rng, phrases):
     """The class name, or sometimes one of its synonyms."""
     if len(phrases) > 1 and rng.random() < SYNONYM_RATE:
-        return _choice(rng, phrases[1:])
+        return choice(rng, phrases[1:])
     return phrases[0]
 
 
@@ -297,7 +290,7 @@ def _garment_caption(rng, attributes):
         noun = UNNAMED_STYLE_NOUN
     form = rng.random()
     if "pattern" in mentions and form < 0.25:  # "a red skirt with stripes"
-        with_pattern = _choice(rng, PATTERN_WITH_PHRASES[mentions["pattern"]])
+        with_pattern = choice(rng, PATTERN_WITH_PHRASES[mentions["pattern"]])
         body = f"{_noun_phrase(rng, [color] if color else [], noun)} {with_pattern}"
     else:
         if "pattern" in mentions:
@@ -314,7 +307,7 @@ def _garment_caption(rng, attributes):
             if rng.random() < 0.3:
                 modifiers.reverse()
             body = _noun_phrase(rng, modifiers, noun)
-    return _choice(rng, PREFIXES) + body, mentions
+    return choice(rng, PREFIXES) + body, mentions
 
 
 def _shape_caption(rng, attributes):
@@ -324,12 +317,12 @@ def _shape_caption(rng, attributes):
     form = rng.random()
     if form < 0.15:
         del mentions["color"]
-        return _choice(rng, PREFIXES) + _noun_phrase(rng, [], noun), mentions
+        return choice(rng, PREFIXES) + _noun_phrase(rng, [], noun), mentions
     if form < 0.3:
         return f"{noun}, {color}", mentions
     if form < 0.45:
         return f"{_noun_phrase(rng, [], noun)} in {color}", mentions
-    return _choice(rng, PREFIXES) + _noun_phrase(rng, [color], noun), mentions
+    return choice(rng, PREFIXES) + _noun_phrase(rng, [color], noun), mentions
 
 
 def _shape_polygon(shape, center, radius, angle):

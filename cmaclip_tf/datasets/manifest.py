@@ -15,9 +15,12 @@ import csv
 import json
 import os
 
-from cmaclip_tf.data import bad_records
-from cmaclip_tf.data.file_records import FileRecord
+from cmaclip_tf.datasets import bad_records
+from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
+from cmaclip_tf.datasets.file_records import FileRecord
 
+# A train manifest without a validation manifest keeps this share for it.
+DEFAULT_VAL_FRACTION = 0.1
 IMAGE_COLUMN = "image"
 TEXT_COLUMN = "text"
 
@@ -161,3 +164,31 @@ def _jsonl_rows(path):
                 )
                 continue
             yield line, row, None
+
+
+class ManifestDataset(DatasetBuilder):
+    """Manifests: `build(manifest, val_manifest=None, test_manifest=None)`.
+
+    Without `val_manifest`, validation is a stratified share of the train
+    manifest (`SplitSpec`; 10% by default); without `test_manifest`, the
+    test split is empty.
+    """
+
+    name = "manifest"
+
+    def build(self, manifest=None, val_manifest=None, test_manifest=None,
+              num_workers=4, **_):
+        manifest = self.require("a train manifest", manifest, "--manifest")
+        train, tasks = read_manifest(manifest, self.tasks)
+        notes = []
+        if val_manifest:
+            validation, _ = read_manifest(val_manifest, tasks)
+        else:
+            train, validation, notes = self.carve_file_validation(
+                train, tasks, default_fraction=DEFAULT_VAL_FRACTION
+            )
+        test = read_manifest(test_manifest, tasks)[0] if test_manifest else []
+        return self.file_dataset(
+            {"train": train, "validation": validation, "test": test}, tasks,
+            f"Manifest {manifest}", notes, num_workers,
+        )

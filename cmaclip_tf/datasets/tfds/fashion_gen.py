@@ -2,10 +2,10 @@
 
 Build it with
 
-    python -m cmaclip_tf.data.tfds fashion_gen \\
+    python -m cmaclip_tf.datasets.tfds fashion_gen \\
         --manual_dir DIR --data_dir TFDS_DIR
 
-(or `tfds build --imports cmaclip_tf.data.tfds fashion_gen ...` where
+(or `tfds build --imports cmaclip_tf.datasets.tfds fashion_gen ...` where
 apache-beam is installed, which the `tfds` command needs to start)
 
 where DIR holds `fashiongen_256_256_train.h5` and
@@ -20,14 +20,12 @@ are stored as PNG, so pixels equal the HDF5 file's.
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cmaclip_tf.data import fashion_gen
-from cmaclip_tf.data.bad_records import BadRecordCounter
-from cmaclip_tf.data.label_vocabulary import LabelVocabularies
-from cmaclip_tf.data.label_vocabulary import LabelVocabulary
-from cmaclip_tf.data.stratified_split import stratified_split
-from cmaclip_tf.data.stratified_split import validation_count
-from cmaclip_tf.data.tfds.builder_configs import ManualBuilder
-from cmaclip_tf.data.tfds.builder_configs import SplitConfig
+from cmaclip_tf.datasets import fashion_gen
+from cmaclip_tf.datasets.bad_records import BadRecordCounter
+from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
+from cmaclip_tf.datasets.label_vocabulary import LabelVocabulary
+from cmaclip_tf.datasets.tfds.builder_configs import ManualBuilder
+from cmaclip_tf.datasets.tfds.builder_configs import split_configs
 
 TASKS = tuple(fashion_gen.TASK_KEYS)
 
@@ -37,18 +35,7 @@ class FashionGen(ManualBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [
-        SplitConfig(
-            name="default",
-            val_size=fashion_gen.DEFAULT_VAL_SIZE,
-            description="Validation: 5,000 stratified from train.",
-        ),
-        SplitConfig(
-            name="val20",
-            val_fraction=0.2,
-            description="Validation: 20% stratified from train.",
-        ),
-    ]
+    BUILDER_CONFIGS = split_configs(fashion_gen.DEFAULT_VAL_SIZE, "from train")
     DEFAULT_TASKS = fashion_gen.DEFAULT_TASKS
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Download the 256x256 HDF5 release of Fashion-Gen from
@@ -82,12 +69,7 @@ class FashionGen(ManualBuilder):
                 f"{error}\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             ) from None
         labels = fashion_gen.read_labels(train_path, TASKS)
-        count = validation_count(
-            len(labels[TASKS[0]]),
-            self.builder_config.val_size,
-            self.builder_config.val_fraction,
-        )
-        train_ids, val_ids = stratified_split(labels[TASKS[0]], count, seed=0)
+        train_ids, val_ids = self.carve_validation(labels[TASKS[0]])
         vocabularies = {}
         for task in TASKS:
             vocabulary = LabelVocabulary.from_labels(

@@ -13,8 +13,9 @@ of the training split: 5,000 examples by default, as MMBT does, or
 import csv
 import os
 
-from cmaclip_tf.data import bad_records
-from cmaclip_tf.data.file_records import FileRecord
+from cmaclip_tf.datasets import bad_records
+from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
+from cmaclip_tf.datasets.file_records import FileRecord
 
 TASK = "label"
 DEFAULT_VAL_SIZE = 5000
@@ -75,3 +76,24 @@ def read_food101_split(data_dir, split):
             image = os.path.join(data_dir, "images", split, label, filename)
             records.append(FileRecord(image, text, {TASK: label}, location))
     return records
+
+
+class Food101Dataset(DatasetBuilder):
+    """UPMC Food-101: `build(data_dir)`; validation carved out of train."""
+
+    name = "food101"
+
+    def build(self, data_dir=None, num_workers=4, **_):
+        data_dir = self.require("its data folder", data_dir, "--data-dir")
+        if self.tasks is not None and self.tasks != [TASK]:
+            raise ValueError(f"Food-101 has one task, {TASK!r}; got {self.tasks}.")
+        check_layout(data_dir)
+        train = read_food101_split(data_dir, "train")
+        test = read_food101_split(data_dir, "test")
+        train, validation, notes = self.carve_file_validation(
+            train, [TASK], default_size=DEFAULT_VAL_SIZE
+        )
+        return self.file_dataset(
+            {"train": train, "validation": validation, "test": test}, [TASK],
+            f"UPMC Food-101 in {data_dir}", notes, num_workers,
+        )

@@ -3,12 +3,12 @@
 `upmc_food101` and `fashion_gen`, each with configs `default` (5,000
 validation examples) and `val20` (20%). Build with
 
-    python -m cmaclip_tf.data.tfds NAME --manual_dir DIR --data_dir TFDS_DIR
+    python -m cmaclip_tf.datasets.tfds NAME --manual_dir DIR --data_dir TFDS_DIR
 
 (see `build.py`).
 """
 
-from cmaclip_tf.data.tfds.fashion_gen import FashionGen
-from cmaclip_tf.data.tfds.upmc_food101 import UpmcFood101
+from cmaclip_tf.datasets.tfds.fashion_gen import FashionGen
+from cmaclip_tf.datasets.tfds.upmc_food101 import UpmcFood101
 
 BUILDERS = {"upmc_food101": UpmcFood101, "fashion_gen": FashionGen}

@@ -13,9 +13,11 @@ epoch reads the shards in a seeded order and shuffles through a buffer of
 
 import tensorflow as tf
 
-from cmaclip_tf.data.input_pipeline import epoch_seed
-from cmaclip_tf.data.label_vocabulary import LabelVocabularies
-from cmaclip_tf.data.multitask_dataset import SPLITS
+from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
+from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
+from cmaclip_tf.datasets.multitask_dataset import SPLITS
+from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
+from cmaclip_tf.input_pipeline import epoch_seed
 
 SHUFFLE_BUFFER = 1_000
 
@@ -89,56 +91,55 @@ class TFDSSource:
         return dataset.map(to_raw)
 
 
-def load_tfds_sources(name, data_dir, tasks, counter, caps=None):
-    """Returns `(tasks, {split: TFDSSource})` of a built TFDS dataset.
+class TFDSDataset(DatasetBuilder):
+    """A built TFDS dataset: `build(tfds_name, data_dir=None)`.
 
-    Args:
-        name: builder name, optionally with a config: `"upmc_food101"`,
-            `"fashion_gen/val20"`.
-        data_dir: the TFDS data folder it was built into (`None`: TFDS's
-            default, `~/tensorflow_datasets`).
-        tasks: task names, or `None` for the builder's default tasks.
-        counter: `BadRecordCounter`; receives the records the build skipped.
-        caps: `{split: first N examples or None}`.
+    `tfds_name` is a builder name, optionally with a config:
+    `"upmc_food101"`, `"fashion_gen/val20"`; `data_dir` the TFDS data folder
+    it was built into (`None`: TFDS's default, `~/tensorflow_datasets`).
+    Records the build skipped are reported to the bad-record counter.
     """
-    import tensorflow_datasets as tfds
 
-    from cmaclip_tf.data import tfds as builders
+    name = "tfds"
 
-    builder_name = name.split("/")[0]
-    if builder_name not in builders.BUILDERS:
-        raise ValueError(
-            f"Unknown TFDS dataset {name!r}; this project builds "
-            f"{sorted(builders.BUILDERS)}."
-        )
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"TFDS dataset {name} is not built in {builder.data_dir}. Build it "
-            f"with `python -m cmaclip_tf.data.tfds {name} --manual_dir DIR "
-            "--data_dir TFDS_DIR` or read the raw files "
-            f"(--dataset {builder_name.replace('upmc_', '')})."
-        )
-    features = builder.info.features
-    tasks = list(tasks or builders.BUILDERS[builder_name].DEFAULT_TASKS)
-    unknown = [t for t in tasks if t not in features]
-    if unknown:
-        raise ValueError(f"{name} has no task {unknown}.")
-    vocabularies = LabelVocabularies({t: features[t].names for t in tasks})
+    def build(self, tfds_name=None, data_dir=None, **_):
+        import tensorflow_datasets as tfds
 
-    bad = (
-        builder.info.metadata.get("bad_records", {})
-        if builder.info.metadata
-        else {}
-    )
-    for split, records in bad.items():
-        for location, reason in records:
-            counter.report(
-                split, reason, location, "skipped when the dataset was built"
+        from cmaclip_tf.datasets import tfds as builders
+
+        builder_name = tfds_name.split("/")[0]
+        if builder_name not in builders.BUILDERS:
+            raise ValueError(
+                f"Unknown TFDS dataset {tfds_name!r}; this project builds "
+                f"{sorted(builders.BUILDERS)}."
             )
-    caps = caps or {}
-    sources = {
-        split: TFDSSource(builder, split, tasks, caps.get(split))
-        for split in SPLITS
-    }
-    return vocabularies, sources
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
+        if not builder.is_prepared():
+            raise FileNotFoundError(
+                f"TFDS dataset {tfds_name} is not built in {builder.data_dir}. "
+                f"Build it with `python -m cmaclip_tf.datasets.tfds {tfds_name} "
+                "--manual_dir DIR --data_dir TFDS_DIR` or read the raw files "
+                f"(--dataset {builder_name.replace('upmc_', '')})."
+            )
+        features = builder.info.features
+        tasks = list(self.tasks or builders.BUILDERS[builder_name].DEFAULT_TASKS)
+        unknown = [t for t in tasks if t not in features]
+        if unknown:
+            raise ValueError(f"{tfds_name} has no task {unknown}.")
+        vocabularies = LabelVocabularies({t: features[t].names for t in tasks})
+        self.check_same_vocabularies(vocabularies)
+        skipped = (builder.info.metadata or {}).get("bad_records", {})
+        for split, records in skipped.items():
+            for location, reason in records:
+                self.counter.report(
+                    split, reason, location, "skipped when the dataset was built"
+                )
+        caps = self.spec.sizes()
+        sources = {
+            split: TFDSSource(builder, split, tasks, caps[split])
+            for split in SPLITS
+        }
+        return MultiTaskDataset(
+            f"tfds:{tfds_name}", vocabularies, sources, self.counter,
+            description=f"TFDS {tfds_name} in {builder.data_dir}",
+        )

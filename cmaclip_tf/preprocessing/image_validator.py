@@ -15,7 +15,7 @@ import threading
 
 import tensorflow as tf
 
-from cmaclip_tf.data.image_preprocessor import ImagePreprocessor
+from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
 
 
 class ImageValidator:

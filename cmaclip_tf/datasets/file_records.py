@@ -12,12 +12,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from cmaclip_tf.data import bad_records
-from cmaclip_tf.data.image_validator import ImageValidator
-from cmaclip_tf.data.image_validator import decoder_messages_silenced
-from cmaclip_tf.data.raw_examples import examples_to_columns
-from cmaclip_tf.data.raw_examples import indexed_dataset
-from cmaclip_tf.data.raw_examples import ordered_parallel_map
+from cmaclip_tf.datasets import bad_records
+from cmaclip_tf.datasets.raw_examples import examples_to_columns
+from cmaclip_tf.datasets.raw_examples import indexed_dataset
+from cmaclip_tf.datasets.raw_examples import ordered_parallel_map
+from cmaclip_tf.preprocessing.image_validator import ImageValidator
+from cmaclip_tf.preprocessing.image_validator import decoder_messages_silenced
 
 
 @dataclasses.dataclass

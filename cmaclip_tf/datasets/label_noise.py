@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from cmaclip_tf.data.label_vocabulary import MISSING_LABEL
+from cmaclip_tf.datasets.label_vocabulary import MISSING_LABEL
 
 # Hash buckets: 2**53 keeps `bucket / _BUCKETS` exact in float64.
 _BUCKETS = 2**53

@@ -1,9 +1,9 @@
 """Builds this project's TFDS datasets from their manual downloads.
 
-    python -m cmaclip_tf.data.tfds upmc_food101/val20 \
+    python -m cmaclip_tf.datasets.tfds upmc_food101/val20 \
         --manual_dir DIR --data_dir TFDS_DIR
 
-The same as `tfds build --imports cmaclip_tf.data.tfds NAME --manual_dir
+The same as `tfds build --imports cmaclip_tf.datasets.tfds NAME --manual_dir
 DIR --data_dir TFDS_DIR`, which needs `apache-beam` installed just to start
 (tensorflow-datasets 4.9.10 imports it in the CLI); this does not.
 """
@@ -12,7 +12,7 @@ import argparse
 
 import tensorflow_datasets as tfds
 
-from cmaclip_tf.data.tfds import BUILDERS
+from cmaclip_tf.datasets.tfds import BUILDERS
 
 
 def build_dataset(name, manual_dir, data_dir=None):

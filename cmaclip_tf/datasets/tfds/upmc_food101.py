@@ -2,10 +2,10 @@
 
 Build it with
 
-    python -m cmaclip_tf.data.tfds upmc_food101 \\
+    python -m cmaclip_tf.datasets.tfds upmc_food101 \\
         --manual_dir DIR --data_dir TFDS_DIR
 
-(or `tfds build --imports cmaclip_tf.data.tfds upmc_food101 ...` where
+(or `tfds build --imports cmaclip_tf.datasets.tfds upmc_food101 ...` where
 apache-beam is installed, which the `tfds` command needs to start)
 
 where DIR holds the distributed `images/` and `texts/` folders. Splits:
@@ -17,14 +17,12 @@ are skipped and listed in the dataset's metadata, so readers can report them.
 
 import tensorflow_datasets as tfds
 
-from cmaclip_tf.data import food101
-from cmaclip_tf.data.bad_records import BadRecordCounter
-from cmaclip_tf.data.file_records import FileRecordSource
-from cmaclip_tf.data.label_vocabulary import LabelVocabularies
-from cmaclip_tf.data.stratified_split import stratified_split
-from cmaclip_tf.data.stratified_split import validation_count
-from cmaclip_tf.data.tfds.builder_configs import ManualBuilder
-from cmaclip_tf.data.tfds.builder_configs import SplitConfig
+from cmaclip_tf.datasets import food101
+from cmaclip_tf.datasets.bad_records import BadRecordCounter
+from cmaclip_tf.datasets.file_records import FileRecordSource
+from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
+from cmaclip_tf.datasets.tfds.builder_configs import ManualBuilder
+from cmaclip_tf.datasets.tfds.builder_configs import split_configs
 
 
 def food101_class_names():
@@ -38,18 +36,7 @@ class UpmcFood101(ManualBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [
-        SplitConfig(
-            name="default",
-            val_size=food101.DEFAULT_VAL_SIZE,
-            description="Validation: 5,000 stratified (MMBT).",
-        ),
-        SplitConfig(
-            name="val20",
-            val_fraction=0.2,
-            description="Validation: 20% stratified (CMA-CLIP paper).",
-        ),
-    ]
+    BUILDER_CONFIGS = split_configs(food101.DEFAULT_VAL_SIZE, "MMBT")
     DEFAULT_TASKS = (food101.TASK,)
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Download UPMC Food-101 from {food101.SOURCE_URL} and unpack it into
@@ -86,13 +73,8 @@ class UpmcFood101(ManualBuilder):
             ) from None
         train = food101.read_food101_split(data_dir, "train")
         test = food101.read_food101_split(data_dir, "test")
-        count = validation_count(
-            len(train),
-            self.builder_config.val_size,
-            self.builder_config.val_fraction,
-        )
-        train_ids, val_ids = stratified_split(
-            [r.labels.get(food101.TASK, "") for r in train], count, seed=0
+        train_ids, val_ids = self.carve_validation(
+            [r.labels.get(food101.TASK, "") for r in train]
         )
         self.info.metadata["bad_records"] = {}
         return {

@@ -20,8 +20,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from cmaclip_tf.data import synthetic_products
-from cmaclip_tf.data.raw_examples import raw_example_spec
+from cmaclip_tf.datasets import synthetic_vocabulary
+from cmaclip_tf.datasets.raw_examples import raw_example_spec
 
 PERTURBATIONS = (
     "as_is",
@@ -53,9 +53,9 @@ def attribute_words(label_vocabularies, dataset=None):
     generated = {}
     if dataset == "synthetic":
         generated = {
-            "color": synthetic_products.COLOR_WORDS,
-            "pattern": synthetic_products.PATTERN_WORDS,
-            "style": synthetic_products.STYLE_WORDS,
+            "color": synthetic_vocabulary.COLOR_WORDS,
+            "pattern": synthetic_vocabulary.PATTERN_WORDS,
+            "style": synthetic_vocabulary.STYLE_WORDS,
         }
     words = {}
     for task, names in label_vocabularies.items():

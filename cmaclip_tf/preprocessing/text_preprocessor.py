@@ -16,54 +16,23 @@ import json
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from cmaclip_tf.data import clip_unicode_tables
 from cmaclip_tf.models.bpe_vocabulary import bytes_to_unicode
-
-START_TOKEN = "<|startoftext|>"
-END_TOKEN = "<|endoftext|>"
-END_OF_WORD = "</w>"
-
-# Pair keys and merge results pack two ids into one int64.
-_ID_BITS = 20
-_ID_LIMIT = 1 << _ID_BITS
-_NO_MERGE = tf.int64.max
-
-
-def _character_class(ranges):
-    """RE2 class body for inclusive code point ranges."""
-    return "".join(
-        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}"
-        for a, b in ranges
-    )
-
-
-_LETTER = _character_class(clip_unicode_tables.LETTERS)
-_NUMBER = _character_class(clip_unicode_tables.NUMBERS)
-WHITESPACE_PATTERN = f"[{_character_class(clip_unicode_tables.WHITESPACE)}]+"
-SPECIAL_TOKEN_PATTERN = r"<\|startoftext\|>|<\|endoftext\|>"
-# CLIP's pre-tokenization pattern on whitespace-normalized, lower-cased text
-# (where a single space is the only whitespace left). The reference's pattern
-# also lists the special tokens, but its byte-level step splits such a piece
-# again at `<|` and `|>`, so here they are ordinary text.
-WORD_PATTERN = (
-    r"'s|'t|'re|'ve|'m|'ll|'d"
-    + f"|[{_LETTER}]+|[{_NUMBER}]|[^ {_LETTER}{_NUMBER}]+"
-)
-
-
-def read_merges(lines):
-    """Merge rules `(a, b)` from `merges.txt` lines; skips the version line."""
-    merges = []
-    for line in lines:
-        if isinstance(line, (tuple, list)):
-            merges.append(tuple(line))
-            continue
-        line = line.rstrip("\n")
-        if not line or line.lstrip().startswith("#version:"):
-            continue
-        a, b = line.split(" ")
-        merges.append((a, b))
-    return merges
+from cmaclip_tf.preprocessing import clip_unicode_tables
+from cmaclip_tf.preprocessing.clip_text_rules import END_OF_WORD
+from cmaclip_tf.preprocessing.clip_text_rules import END_TOKEN
+from cmaclip_tf.preprocessing.clip_text_rules import ID_LIMIT
+from cmaclip_tf.preprocessing.clip_text_rules import NO_MERGE
+from cmaclip_tf.preprocessing.clip_text_rules import START_TOKEN
+from cmaclip_tf.preprocessing.clip_text_rules import WHITESPACE_PATTERN
+from cmaclip_tf.preprocessing.clip_text_rules import WORD_PATTERN
+from cmaclip_tf.preprocessing.clip_text_rules import ranks_follow_parts
+from cmaclip_tf.preprocessing.clip_text_rules import read_merges
+from cmaclip_tf.preprocessing.clip_text_rules import text_bytes
+from cmaclip_tf.preprocessing.row_ops import cumsum_in_row
+from cmaclip_tf.preprocessing.row_ops import every_other_in_runs
+from cmaclip_tf.preprocessing.row_ops import first_in_segment
+from cmaclip_tf.preprocessing.row_ops import rank_in_row
+from cmaclip_tf.preprocessing.row_ops import split_on_token
 
 
 class TextPreprocessor(tf.Module):
@@ -135,9 +104,9 @@ class TextPreprocessor(tf.Module):
                 raise ValueError(
                     f"The vocabulary has no {token!r}; is it CLIP's vocab.json?"
                 )
-        if len(vocabulary) >= _ID_LIMIT:
+        if len(vocabulary) >= ID_LIMIT:
             raise ValueError(
-                f"Vocabularies up to {_ID_LIMIT - 1} tokens are supported; "
+                f"Vocabularies up to {ID_LIMIT - 1} tokens are supported; "
                 f"this one has {len(vocabulary)}."
             )
         self.sequence_length = int(sequence_length)
@@ -150,7 +119,7 @@ class TextPreprocessor(tf.Module):
         merges = read_merges(merges)
         # In bytes of text: each character of a BPE token stands for a byte.
         self.max_token_bytes = max(
-            [1] + [_text_bytes(a + b) for a, b in merges]
+            [1] + [text_bytes(a + b) for a, b in merges]
         )
 
         # === Tables ===
@@ -182,26 +151,24 @@ class TextPreprocessor(tf.Module):
                     f"Merge rule {a!r} {b!r} uses a token that is not in the "
                     "vocabulary."
                 )
-            key = vocabulary[a] * _ID_LIMIT + vocabulary[b]
+            key = vocabulary[a] * ID_LIMIT + vocabulary[b]
             # As CLIP's BPE: a repeated rule keeps its last rank.
-            merge_values[key] = rank * _ID_LIMIT + vocabulary[a + b]
+            merge_values[key] = rank * ID_LIMIT + vocabulary[a + b]
         self.num_merges = len(merge_values)
-        self._merges_all_occurrences = _ranks_follow_parts(merge_values)
+        self._merges_all_occurrences = ranks_follow_parts(merge_values)
         keys = list(merge_values) or [-1]
-        values = list(merge_values.values()) or [_NO_MERGE]
+        values = list(merge_values.values()) or [NO_MERGE]
         self._merge_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(keys, tf.int64), tf.constant(values, tf.int64)
             ),
-            default_value=_NO_MERGE,
+            default_value=NO_MERGE,
         )
         lowercase = clip_unicode_tables.LOWERCASE
         self._lowercase_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant([chr(c) for c, _ in lowercase]),
-                tf.constant(
-                    ["".join(chr(x) for x in low) for _, low in lowercase]
-                ),
+                tf.constant([low for _, low in lowercase]),
             ),
             default_value="",
         )
@@ -266,7 +233,7 @@ class TextPreprocessor(tf.Module):
         batch = tf.size(texts, out_type=tf.int64)
         ids, rows = self._tokenize(texts, max_tokens=length - 2)
         # Token k of a text goes to column k + 1, after the start token.
-        columns = _rank_in_row(rows, batch) + 1
+        columns = rank_in_row(rows, batch) + 1
         token_ids = tf.tensor_scatter_nd_update(
             tf.fill(
                 tf.stack([batch, length]),
@@ -302,7 +269,7 @@ class TextPreprocessor(tf.Module):
             (END_TOKEN, self.end_token_id),
             (START_TOKEN, self.start_token_id),
         ):
-            pieces, piece_special_ids, parents = _split_on_token(
+            pieces, piece_special_ids, parents = split_on_token(
                 pieces, piece_special_ids, token, token_id
             )
             piece_rows = tf.gather(piece_rows, parents)
@@ -324,7 +291,7 @@ class TextPreprocessor(tf.Module):
             # A word of n bytes gives at least ceil(n / T) tokens, so a word
             # can only add `budget` kept tokens (see the class docstring).
             token_bytes = self.max_token_bytes
-            budget = max_tokens - _cumsum_in_row(
+            budget = max_tokens - cumsum_in_row(
                 (word_bytes + token_bytes - 1) // token_bytes,
                 word_rows,
                 num_texts,
@@ -341,7 +308,7 @@ class TextPreprocessor(tf.Module):
         )
         rows = tf.gather(word_rows, token_words)
         if max_tokens is not None:
-            keep = _rank_in_row(rows, num_texts) < max_tokens
+            keep = rank_in_row(rows, num_texts) < max_tokens
             ids = tf.boolean_mask(ids, keep)
             rows = tf.boolean_mask(rows, keep)
         return ids, rows
@@ -424,25 +391,25 @@ class TextPreprocessor(tf.Module):
             # occurrence (CLIP's BPE order), or at every occurrence, left to
             # right, where the merge table makes that the same.
             same_word = tf.equal(word_ids[:-1], word_ids[1:])
-            packed = self._merge_table.lookup(ids[:-1] * _ID_LIMIT + ids[1:])
-            packed = tf.where(same_word, packed, _NO_MERGE)
+            packed = self._merge_table.lookup(ids[:-1] * ID_LIMIT + ids[1:])
+            packed = tf.where(same_word, packed, NO_MERGE)
             pair_words = word_ids[:-1]
             best = tf.math.unsorted_segment_min(packed, pair_words, num_words)
             is_best = tf.equal(packed, tf.gather(best, pair_words)) & (
-                packed < _NO_MERGE
+                packed < NO_MERGE
             )
             if self._merges_all_occurrences:
-                merge = _every_other_in_runs(is_best)
+                merge = every_other_in_runs(is_best)
             else:
-                merge = _first_in_segment(is_best, pair_words, num_words)
+                merge = first_in_segment(is_best, pair_words, num_words)
             ids = tf.where(
                 tf.concat([merge, [False]], 0),
-                tf.concat([packed % _ID_LIMIT, [0]], 0),
+                tf.concat([packed % ID_LIMIT, [0]], 0),
                 ids,
             )
             # Words without a merge left are final: set them aside so that
             # later steps only touch the words still merging.
-            done = tf.equal(tf.gather(best, word_ids), _NO_MERGE)
+            done = tf.equal(tf.gather(best, word_ids), NO_MERGE)
             done_ids = done_ids.write(step, tf.boolean_mask(ids, done))
             done_words = done_words.write(
                 step, tf.boolean_mask(word_ids, done)
@@ -482,105 +449,3 @@ class TextPreprocessor(tf.Module):
         # Words finish in any order; each one's tokens stay together.
         order = tf.argsort(word_ids, stable=True)
         return tf.gather(done_ids.concat(), order), tf.gather(word_ids, order)
-
-
-def _text_bytes(token):
-    """Length in text bytes of a BPE token: a character a byte, no `</w>`."""
-    if token.endswith(END_OF_WORD):
-        token = token[: -len(END_OF_WORD)]
-    return len(token)
-
-
-def _ranks_follow_parts(merge_values):
-    """Whether every merge rule ranks after the rules that make its parts.
-
-    Then no pair that a merge creates outranks it, so merging every
-    occurrence of a word's best pair at once, left to right, is CLIP's BPE.
-    """
-    made_at = {}
-    for value in merge_values.values():
-        rank, token = divmod(value, _ID_LIMIT)
-        made_at[token] = max(made_at.get(token, -1), rank)
-    for key, value in merge_values.items():
-        a, b = divmod(key, _ID_LIMIT)
-        rank = value // _ID_LIMIT
-        if max(made_at.get(a, -1), made_at.get(b, -1)) >= rank:
-            return False
-    return True
-
-
-def _every_other_in_runs(flags):
-    """`flags` at even offsets within each run of trues: the non-overlapping
-    occurrences, left to right, of a pair like `(a, a)`."""
-    positions = tf.range(tf.size(flags, out_type=tf.int64))
-    unflagged = ~flags
-    # Position of the last false at or before each position (-1: none).
-    last_false = tf.gather(
-        tf.concat([[-1], tf.where(unflagged)[:, 0]], 0),
-        tf.cumsum(tf.cast(unflagged, tf.int64)),
-    )
-    return flags & tf.equal((positions - last_false - 1) % 2, 0)
-
-
-def _first_in_segment(flags, segments, num_segments):
-    """The first true of each segment."""
-    positions = tf.range(tf.size(flags, out_type=tf.int64))
-    size = tf.size(flags, out_type=tf.int64)
-    first = tf.math.unsorted_segment_min(
-        tf.where(flags, positions, size), segments, num_segments
-    )
-    return flags & tf.equal(positions, tf.gather(first, segments))
-
-
-def _rank_in_row(rows, num_rows):
-    """Position of each element within its row (`rows` sorted)."""
-    return _cumsum_in_row(tf.ones_like(rows), rows, num_rows)
-
-
-def _cumsum_in_row(values, rows, num_rows):
-    """Sum of the earlier values in each element's row (`rows` sorted)."""
-    counts = tf.math.bincount(
-        rows, minlength=num_rows, maxlength=num_rows, dtype=tf.int64
-    )
-    starts = tf.cumsum(counts, exclusive=True)
-    totals = tf.cumsum(values, exclusive=True)
-    return totals - tf.gather(totals, tf.gather(starts, rows))
-
-
-def _split_on_token(pieces, special_ids, token, token_id):
-    """Cuts each non-special piece at every occurrence of `token`.
-
-    Returns the new flat pieces, their special ids (`token_id` for the cut
-    out tokens, -1 for text) and the index of the piece each came from.
-    """
-    segments = tf.strings.split(
-        tf.where(special_ids >= 0, "", pieces), sep=token
-    )
-    parents = segments.value_rowids()
-    is_last = tf.equal(
-        tf.range(tf.size(parents, out_type=tf.int64)),
-        tf.gather(segments.row_limits(), parents) - 1,
-    )
-    parent_ids = tf.gather(special_ids, parents)
-    # Each segment, then the token it was cut at (none after the last).
-    texts = tf.reshape(
-        tf.stack([segments.flat_values, tf.fill(tf.shape(parents), "")], 1),
-        [-1],
-    )
-    ids = tf.reshape(
-        tf.stack(
-            [
-                parent_ids,
-                tf.fill(tf.shape(parents), tf.constant(token_id, tf.int64)),
-            ],
-            1,
-        ),
-        [-1],
-    )
-    keep = tf.reshape(tf.stack([tf.ones_like(is_last), ~is_last], 1), [-1])
-    parents = tf.reshape(tf.stack([parents, parents], 1), [-1])
-    return (
-        tf.boolean_mask(texts, keep),
-        tf.boolean_mask(ids, keep),
-        tf.boolean_mask(parents, keep),
-    )

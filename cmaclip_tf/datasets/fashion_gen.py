@@ -16,9 +16,11 @@ import os
 import h5py
 import numpy as np
 
-from cmaclip_tf.data import bad_records
-from cmaclip_tf.data.raw_examples import PIXELS_IMAGE_SPEC
-from cmaclip_tf.data.raw_examples import raw_split_from_generator
+from cmaclip_tf.datasets import bad_records
+from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
+from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
+from cmaclip_tf.datasets.raw_examples import PIXELS_IMAGE_SPEC
+from cmaclip_tf.datasets.raw_examples import raw_split_from_generator
 
 TRAIN_FILE = "fashiongen_256_256_train.h5"
 VALIDATION_FILE = "fashiongen_256_256_validation.h5"
@@ -223,3 +225,38 @@ def _read_rows(data, block):
     if last - first + 1 <= 2 * len(block):
         return data[first : last + 1][block - first]
     return data[block.tolist()]
+
+
+class FashionGenDataset(DatasetBuilder):
+    """Fashion-Gen: `build(data_dir)`; validation carved out of the train
+    file, the validation file is the test split."""
+
+    name = "fashion_gen"
+
+    def build(self, data_dir=None, **_):
+        data_dir = self.require("its data folder", data_dir, "--data-dir")
+        tasks = check_tasks(self.tasks)
+        train_path, test_path = fashion_gen_files(data_dir)
+        labels = read_labels(train_path, tasks)
+        train_ids, val_ids, notes = self.spec.carve_validation(
+            labels[tasks[0]], default_size=DEFAULT_VAL_SIZE
+        )
+        vocabularies = self.vocabularies(
+            tasks, lambda t: np.asarray(labels[t], object)[train_ids]
+        )
+        rows = {
+            "train": (train_path, train_ids),
+            "validation": (train_path, val_ids),
+            "test": (test_path, np.arange(num_rows(test_path))),
+        }
+        sizes = self.spec.sizes()
+        sources = {
+            split: FashionGenSource(
+                path, indices[: sizes[split]], split, vocabularies, self.counter
+            )
+            for split, (path, indices) in rows.items()
+        }
+        return MultiTaskDataset(
+            self.name, vocabularies, sources, self.counter,
+            description=f"Fashion-Gen HDF5 files in {data_dir}", notes=notes,
+        )

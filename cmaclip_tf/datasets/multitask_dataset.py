@@ -1,6 +1,6 @@
 """`MultiTaskDataset`: what `load_dataset` returns."""
 
-from cmaclip_tf.data.input_pipeline import epoch_permutation
+from cmaclip_tf.input_pipeline import epoch_permutation
 
 SPLITS = ("train", "validation", "test")
 
