@@ -95,7 +95,7 @@ def convert_backbone(checkpoint_dir, hf_config=None):
     backbone = build_clip_backbone(
         clip_architecture(hf_config), dtype="float32"
     )
-    weights = WeightSource(tensors, checkpoint_dir)
+    weights = _WeightSource(tensors, checkpoint_dir)
     _port_vision_tower(backbone, weights)
     _port_text_tower(backbone, weights)
     weights.assign(backbone.clip_head.logit_scale, "logit_scale")
@@ -103,7 +103,7 @@ def convert_backbone(checkpoint_dir, hf_config=None):
     return backbone
 
 
-class WeightSource:
+class _WeightSource:
     """Hands out checkpoint tensors as float32 and remembers which were used."""
 
     def __init__(self, tensors, checkpoint_dir):
@@ -171,13 +171,9 @@ def _port_vision_tower(backbone, weights):
         f"{prefix}.pre_layrnorm",
         f"{prefix}.pre_layernorm",
     )
-    for i, layer in enumerate(encoder.encoder_layers):
-        _port_encoder_layer(layer, weights, f"{prefix}.encoder.layers.{i}")
-    _port_layer_norm(encoder.layer_norm, weights, f"{prefix}.post_layernorm")
-    weights.assign(
-        backbone.vision_projection.kernel,
-        "visual_projection.weight",
-        transform=np.transpose,
+    _port_blocks_and_projection(
+        encoder, backbone.vision_projection, weights, prefix,
+        "post_layernorm", "visual_projection",
     )
 
 
@@ -192,13 +188,21 @@ def _port_text_tower(backbone, weights):
         encoder.embedding.position_embedding.position_embeddings,
         f"{prefix}.embeddings.position_embedding.weight",
     )
+    _port_blocks_and_projection(
+        encoder, backbone.text_projection, weights, prefix,
+        "final_layer_norm", "text_projection",
+    )
+
+
+def _port_blocks_and_projection(
+    encoder, projection, weights, prefix, final_layer_norm, projection_name
+):
+    """What both towers end with: the blocks, a LayerNorm, the projection."""
     for i, layer in enumerate(encoder.encoder_layers):
         _port_encoder_layer(layer, weights, f"{prefix}.encoder.layers.{i}")
-    _port_layer_norm(encoder.layer_norm, weights, f"{prefix}.final_layer_norm")
+    _port_layer_norm(encoder.layer_norm, weights, f"{prefix}.{final_layer_norm}")
     weights.assign(
-        backbone.text_projection.kernel,
-        "text_projection.weight",
-        transform=np.transpose,
+        projection.kernel, f"{projection_name}.weight", transform=np.transpose
     )
 
 
