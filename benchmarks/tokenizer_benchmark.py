@@ -56,7 +56,7 @@ def hostile_words(num_bytes, rng, vocabulary):
         ),
         "emoji run": "👗🔥" * (num_bytes // 8),
         "punctuation run": "!?." * (num_bytes // 3),
-        "64 vocabulary letters repeated": "".join(rng.sample(letters, 64))
+        "64 letters repeated": "".join(rng.sample(letters, 64))
         * (num_bytes // 64),
     }
 
