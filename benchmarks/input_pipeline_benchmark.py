@@ -16,7 +16,6 @@ least 3 times what training consumes.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.result_table import print_json  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProductsConfig  # noqa: E402
 from cmaclip_tf.datasets import load_dataset  # noqa: E402
@@ -191,10 +191,7 @@ def main(argv=None):
     print(
         f"{'tiny CMA-CLIP training step':40s} {'':9s} {train:11.0f} {1.0:7.1f}"
     )
-    print(json.dumps(results, indent=2))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(results, f, indent=2)
+    print_json(results, args.json_out)
     return results
 
 

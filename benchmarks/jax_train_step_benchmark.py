@@ -23,13 +23,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
+from benchmarks.random_batch import RETAIL_TASKS  # noqa: E402
+from benchmarks.random_batch import random_batch  # noqa: E402
 from benchmarks.result_table import print_table  # noqa: E402
 from cmaclip_tf.models import create_cma_clip  # noqa: E402
 from cmaclip_tf.multi_task_loss import multi_task_loss  # noqa: E402
-
-TASKS = {"color": 17, "pattern": 12, "style": 21}
 
 
 def matmul_peak_flops(dtype, size=8192, repeats=20):
@@ -46,23 +45,16 @@ def matmul_peak_flops(dtype, size=8192, repeats=20):
 
 
 def measure(name, batch_size, steps):
-    model, _, config = create_cma_clip(name, TASKS, pretrained=False)
+    model, _, config = create_cma_clip(name, RETAIL_TASKS, pretrained=False)
     optimizer = keras.optimizers.AdamW(learning_rate=1e-5, weight_decay=1e-4)
     optimizer.build(model.trainable_variables)
-    size, length = config["image_size"], config["sequence_length"]
-    rng = np.random.default_rng(0)
-    x = {
-        "images": rng.normal(size=(batch_size, size, size, 3)).astype("float32"),
-        "token_ids": rng.integers(1, 400, (batch_size, length)).astype("int32"),
-        "padding_mask": np.arange(length)[None, :] < rng.integers(3, length, (batch_size, 1)),
-    }
-    y = {t: rng.integers(0, c, batch_size).astype("int32") for t, c in TASKS.items()}
+    x, y = random_batch(config, batch_size, RETAIL_TASKS)
 
     def loss_fn(trainable, non_trainable, x, y):
         outputs, non_trainable = model.stateless_call(
             trainable, non_trainable, x, training=True
         )
-        loss, _ = multi_task_loss(outputs, y, TASKS)
+        loss, _ = multi_task_loss(outputs, y, RETAIL_TASKS)
         return loss, non_trainable
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -19,11 +19,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.random_batch import RETAIL_TASKS  # noqa: E402
 from benchmarks.result_table import print_table  # noqa: E402
 from cmaclip_tf.models import create_cma_clip  # noqa: E402
-
-# The paper's retail attributes: 17 colors, 12 patterns, 21 styles.
-TASKS = {"color": 17, "pattern": 12, "style": 21}
 
 
 def count(variables):
@@ -33,7 +31,7 @@ def count(variables):
 def measure(name, batch_size, repeats):
     # The generated tiny preset is local; other presets may need a download.
     pretrained = name == "tiny"
-    model, _, config = create_cma_clip(name, TASKS, pretrained=pretrained)
+    model, _, config = create_cma_clip(name, RETAIL_TASKS, pretrained=pretrained)
     groups = model.module_groups()
     size, length = config["image_size"], config["sequence_length"]
     rng = np.random.default_rng(0)

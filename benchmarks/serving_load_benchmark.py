@@ -23,16 +23,16 @@ unbounded memory growth.
 """
 
 import argparse
-import json
 import os
-import queue
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import numpy as np
+
+from benchmarks.result_table import print_json
+from serving.server_process import ServerProcess
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -102,51 +102,16 @@ def distinct_text(index):
     return f"{' '.join(words)} {letters}{index % 97} item {index}"
 
 
-class DevServer:
+class DevServer(ServerProcess):
+    """`python -m serving.server` with `workers` threads, and its memory."""
+
     def __init__(self, model_base_path, model_name, workers):
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "serving.server",
-                "--model-base-path",
-                model_base_path,
-                "--model-name",
-                model_name,
-                "--port",
-                "0",
-                "--workers",
-                str(workers),
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        lines = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(line) for line in self.process.stdout],
-            daemon=True,
-        ).start()
-        try:
-            line = lines.get(timeout=180)
-        except queue.Empty:
-            self.stop()
-            raise RuntimeError("The server did not start within 180 s.") from None
-        self.address = f"127.0.0.1:{int(line.strip().rsplit(':', 1)[1])}"
+        super().__init__(model_base_path, model_name, ["--workers", str(workers)])
 
     def rss_bytes(self):
         import psutil
 
         return psutil.Process(self.process.pid).memory_info().rss
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def run_load(address, model_name, total, clients, images, text_for):
@@ -285,7 +250,7 @@ def main(argv=None):
         base, name = args.model_base_path, args.model_name
     else:
         base, name = export_tiny_model(workspace.name, args.model_config)
-    from serving.server import list_versions
+    from serving.model_versions import list_versions
 
     version_dir = os.path.join(
         base, name, str(list_versions(os.path.join(base, name))[-1])
@@ -359,10 +324,7 @@ def main(argv=None):
             f"{value['direct_ms']:>5.2f} / {value['grpc_ms']:>5.2f}"
         )
         print(f"{f'batch {batch_size}: gRPC / direct':<44} {value['ratio']:>12.2f}")
-    print(json.dumps(figures, indent=2))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(figures, f, indent=2)
+    print_json(figures, args.json_out)
     ok = load["errors"] == 0 and memory_errors == 0 and figures["memory"]["bounded"]
     return 0 if ok else 1
 

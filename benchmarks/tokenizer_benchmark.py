@@ -8,8 +8,11 @@ Measures, for the graph tokenizer that serving exports,
   punctuation one word), for several contents; the worst is the bound a
   hostile request can tie a serving batch up for,
 
-then prints a table and JSON. The vocabulary is the tiny preset's unless
-CLIP's `vocab.json` and `merges.txt` are given.
+then prints a table and JSON, and exits with status 1 when the worst batch
+takes longer than `--max-batch-seconds` (10 s: a quadratic BPE took minutes
+on 32 single words of 16 KiB; `--word-bytes 16384` measures that case). The
+vocabulary is the tiny preset's unless CLIP's `vocab.json` and `merges.txt`
+are given.
 
     python -m benchmarks.tokenizer_benchmark --json-out FILE
     python -m benchmarks.tokenizer_benchmark --vocabulary vocab.json \
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,6 +32,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.result_table import print_json  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
 from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
 
@@ -50,6 +55,8 @@ def hostile_words(num_bytes, rng, vocabulary):
         ),
         "emoji run": "👗🔥" * (num_bytes // 8),
         "punctuation run": "!?." * (num_bytes // 3),
+        "64 letters repeated": "".join(rng.sample(letters, 64))
+        * (num_bytes // 64),
     }
 
 
@@ -73,6 +80,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vocabulary", default=None, help="CLIP vocab.json")
     parser.add_argument("--merges", default=None, help="CLIP merges.txt")
+    parser.add_argument("--max-batch-seconds", type=float, default=10.0,
+                        help="Budget for the worst hostile batch.")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
 
@@ -135,6 +144,8 @@ def main(argv=None):
         "hostile_batch_seconds": hostile,
         "worst_hostile_batch_seconds": hostile[worst],
         "worst_hostile_content": worst,
+        "max_batch_seconds": args.max_batch_seconds,
+        "within_budget": hostile[worst] <= args.max_batch_seconds,
     }
 
     print(
@@ -150,12 +161,12 @@ def main(argv=None):
     for content, time_s in hostile.items():
         label = f"{batch_size} x {args.word_bytes} B single word: {content}"
         print(f"{label:44s} {time_s:9.4f} {batch_size / time_s:9.0f}")
-    print(json.dumps(results, indent=2))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(results, f, indent=2)
+    print_json(results, args.json_out)
+    if not results["within_budget"]:
+        print(f"FAIL: {worst!r} took {hostile[worst]:.2f} s, over the "
+              f"{args.max_batch_seconds} s budget.")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main()["within_budget"] else 1)

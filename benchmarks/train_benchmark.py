@@ -40,28 +40,21 @@ def matmul_peak_gflops(size=2048, repeats=10):
 
 def measure(model_name, stage, batch_size, cache, jit, steps):
     """Runs in a child process; returns one result row."""
-    import numpy as np
     import tensorflow as tf
 
+    from benchmarks.random_batch import RETAIL_TASKS
+    from benchmarks.random_batch import random_batch
     from cmaclip_tf.models import create_cma_clip
     from trainers.stage_schedule import STAGES
     from trainers.stage_trainer import StageTrainer
 
-    tasks = {"color": 17, "pattern": 12, "style": 21}
     model, _, config = create_cma_clip(
-        model_name, tasks, pretrained=(model_name == "tiny")
+        model_name, RETAIL_TASKS, pretrained=(model_name == "tiny")
     )
     strategy = tf.distribute.get_strategy()
     trainer = StageTrainer(model, STAGES[stage], strategy, 1e-5, 1e-4,
                            jit_compile=jit)
-    size, length = config["image_size"], config["sequence_length"]
-    rng = np.random.default_rng(0)
-    features = {
-        "images": rng.normal(size=(batch_size, size, size, 3)).astype("float32"),
-        "token_ids": rng.integers(1, 400, (batch_size, length)).astype("int32"),
-        "padding_mask": np.arange(length)[None, :] < rng.integers(3, length, (batch_size, 1)),
-    }
-    labels = {t: rng.integers(0, c, batch_size).astype("int32") for t, c in tasks.items()}
+    features, labels = random_batch(config, batch_size)
     if cache:
         features = {k: v.numpy() for k, v in
                     tf.function(trainer.features_at_depth)(features).items()}

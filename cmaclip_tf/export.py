@@ -30,7 +30,6 @@ Serving watches; each is written to a hidden staging folder first and
 renamed into place, so a server never sees half an export.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -39,17 +38,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cmaclip_tf.atomic_files import write_json
 from cmaclip_tf.inference_bundle import InferenceBundle
 from cmaclip_tf.inference_bundle import load_inference_bundle
+from cmaclip_tf.serving_limits import ServingLimits
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_TENSORS = "predict_tensors"
 CONFIG_ASSET = "cmaclip_config.json"
 LABELS_ASSET = "labels.json"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# Longer texts are refused (InvalidArgumentError): the model reads only its
-# first `sequence_length` tokens, and BPE time grows with the longest word.
-DEFAULT_MAX_TEXT_BYTES = 8192
 WARMUP_BATCH_SIZES = (1, 8)
 
 
@@ -67,7 +65,8 @@ class CMACLIPExportModule:
             task; the label lookup tables read them, and the SavedModel
             copies them into its assets.
         max_text_bytes: int. Longest text `serving_default` accepts, in
-            UTF-8 bytes (0: no limit).
+            UTF-8 bytes (0: no limit); longer ones are `InvalidArgumentError`.
+            Defaults to `ServingLimits.max_text_bytes`, the server's cap.
         score_thresholds: dict of task to the top-1 score from which a
             prediction is accepted (`{task}_accepted`), picked on validation
             for 90% precision; `None` accepts nothing; a task missing from
@@ -91,7 +90,7 @@ class CMACLIPExportModule:
         image_size,
         sequence_length,
         labels_dir,
-        max_text_bytes=DEFAULT_MAX_TEXT_BYTES,
+        max_text_bytes=ServingLimits.max_text_bytes,
         score_thresholds=None,
     ):
         self.model = model
@@ -266,7 +265,7 @@ def export_saved_model(
     model_base_path,
     model_name,
     version=None,
-    max_text_bytes=DEFAULT_MAX_TEXT_BYTES,
+    max_text_bytes=ServingLimits.max_text_bytes,
     verbose=False,
 ):
     """Writes `model_base_path/model_name/<version>/`; returns its path.
@@ -304,9 +303,9 @@ def export_saved_model(
             bundle, labels_dir=assets_dir, max_text_bytes=max_text_bytes
         )
         config_path = os.path.join(assets_dir, CONFIG_ASSET)
-        _write_json(config_path, export_config(bundle, module, model_name, version))
+        write_json(config_path, export_config(bundle, module, model_name, version))
         labels_path = os.path.join(assets_dir, LABELS_ASSET)
-        _write_json(labels_path, module.label_vocabularies)
+        write_json(labels_path, module.label_vocabularies)
 
         saved_model_dir = os.path.join(staging, "saved_model")
         archive = module.export_archive(asset_paths=[config_path, labels_path])
@@ -377,9 +376,3 @@ def write_warmup_requests(path, model_name, module):
             )
             writer.write(log.SerializeToString())
     return path
-
-
-def _write_json(path, value):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")

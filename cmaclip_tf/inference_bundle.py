@@ -23,6 +23,8 @@ import os
 
 import keras
 
+from cmaclip_tf.atomic_files import write_json
+
 BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 VOCABULARY_FILE = "vocab.json"
@@ -141,11 +143,11 @@ def save_inference_bundle(
         # Rebuilds the exact converter class and settings.
         "image_converter": keras.saving.serialize_keras_object(image_converter),
     }
-    _write_json(os.path.join(directory, PREPROCESSING_FILE), preprocessing)
-    _write_json(os.path.join(directory, LABELS_FILE), label_vocabularies)
+    write_json(os.path.join(directory, PREPROCESSING_FILE), preprocessing)
+    write_json(os.path.join(directory, LABELS_FILE), label_vocabularies)
     metadata["format_version"] = BUNDLE_FORMAT_VERSION
     metadata["tasks"] = dict(model.tasks)
-    _write_json(os.path.join(directory, METADATA_FILE), metadata)
+    write_json(os.path.join(directory, METADATA_FILE), metadata)
     return directory
 
 
@@ -252,12 +254,6 @@ def _as_json(value):
     if isinstance(value, (list, tuple)):
         return [float(v) for v in value]
     return float(value)
-
-
-def _write_json(path, value):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")
 
 
 def _read_json(path):

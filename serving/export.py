@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from cmaclip_tf.serving_limits import ServingLimits
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
@@ -36,9 +38,9 @@ def parse_args(argv):
     parser.add_argument(
         "--max-text-bytes",
         type=int,
-        default=None,
+        default=ServingLimits.max_text_bytes,
         help="Longest text the model accepts, in UTF-8 bytes "
-        "(default 8192; 0: no limit).",
+        f"(default {ServingLimits.max_text_bytes}, the server's cap; 0: no limit).",
     )
     return parser.parse_args(argv)
 
@@ -46,20 +48,16 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from cmaclip_tf.export import DEFAULT_MAX_TEXT_BYTES
     from cmaclip_tf.export import export_saved_model
 
     bundle_dir = os.path.join(args.workdir, "inference")
-    max_text_bytes = (
-        DEFAULT_MAX_TEXT_BYTES if args.max_text_bytes is None else args.max_text_bytes
-    )
     try:
         path = export_saved_model(
             bundle_dir,
             args.model_base_path,
             args.model_name,
             version=args.version,
-            max_text_bytes=max_text_bytes,
+            max_text_bytes=args.max_text_bytes,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         sys.stderr.write(f"{error}\n")

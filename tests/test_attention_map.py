@@ -89,19 +89,66 @@ def test_word_token_positions(tiny):
         word_token_positions(text, title, "striped")
 
 
-def test_most_attended_token_is_a_word_of_the_title(tiny):
-    model, _, _, text, _, _, inputs = tiny
+class _FixedAttention:
+    """A stand-in model whose attention probabilities are given."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def attention_scores(self, inputs, layer_index=-1):
+        return self.scores
+
+
+def _scores_with_patch_mass(token_ids, num_patches, mass_per_position):
+    """`[1, heads, S, S]` probabilities where text query `i` puts
+    `mass_per_position[i]` on the patches (head-averaged) and the rest on
+    the image [CLS]; the second head puts all on the patches."""
+    num_image = num_patches + 1
+    length = num_image + len(token_ids)
+    scores = np.zeros((1, 2, length, length), np.float32)
+    for position, mass in enumerate(mass_per_position):
+        query = num_image + position
+        head_0 = 2 * mass - 1  # Mean over the 2 heads is `mass`.
+        scores[0, 0, query, 1:num_image] = head_0 / num_patches
+        scores[0, 0, query, 0] = 1 - head_0
+        scores[0, 1, query, 1:num_image] = 1 / num_patches
+    return scores
+
+
+@pytest.mark.parametrize("chosen", ["Red", "Tee"])
+def test_most_attended_token_is_the_word_with_most_patch_attention(tiny, chosen):
+    _, _, _, text, _, _, inputs = tiny
     single = {k: v[:1] for k, v in inputs.items()}
+    token_ids = np.asarray(single["token_ids"])[0]
+    # Every query puts 60% on the patches; the chosen word's tokens 90%.
+    mass = np.full(len(token_ids), 0.6)
+    chosen_positions = word_token_positions(text, TITLES[0], chosen)
+    mass[chosen_positions] = 0.9
+    # Padding queries (never a word's) attending most must not matter.
+    mass[int(np.asarray(single["padding_mask"])[0].sum()):] = 1.0
+    model = _FixedAttention(_scores_with_patch_mass(token_ids, 16, mass))
     word, positions = most_attended_token(model, single, text, TITLES[0])
-    assert word in TITLES[0].split()
-    assert positions == word_token_positions(text, TITLES[0], word)
+    assert word == chosen
+    assert positions == chosen_positions
 
 
-def test_heat_colors_run_from_blue_to_red():
-    colors = heat_colors([0.0, 0.5, 1.0])
-    assert colors[0].tolist() == [0, 0, 128]
-    assert colors[-1].tolist() == [160, 0, 0]
-    assert colors.dtype == np.uint8
+def test_heat_colors_run_from_dark_blue_to_red():
+    values = np.linspace(0.0, 1.0, 101)
+    colors = heat_colors(values).astype(int)
+    assert heat_colors(values).dtype == np.uint8
+    red, blue = colors[:, 0], colors[:, 2]
+    # Low values are blue (no red), high values red (no blue).
+    assert blue[0] > 0 and red[0] == 0 and colors[0, 1] == 0
+    assert red[-1] > 0 and blue[-1] == 0 and colors[-1, 1] == 0
+    # The hue moves one way: red never falls before its peak, blue never
+    # rises after its peak, and the red peak comes after the blue one.
+    assert np.all(np.diff(red[: red.argmax() + 1]) >= 0)
+    assert np.all(np.diff(blue[blue.argmax():]) <= 0)
+    assert red.argmax() > blue.argmax()
+    # Out-of-range values clip to the ends; the map is continuous: a 1% step
+    # moves no channel by more than a tenth of its range.
+    np.testing.assert_array_equal(heat_colors([-1.0, 2.0]), heat_colors([0.0, 1.0]))
+    assert np.abs(np.diff(colors, axis=0)).max() <= 0.1 * 255
 
 
 def test_rendered_png_has_its_size_and_a_heat_map_that_is_not_constant(tiny):

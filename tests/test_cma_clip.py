@@ -14,6 +14,9 @@ from cmaclip_tf.models.cma_clip import VARIANTS
 
 TASKS = {"color": 12, "pattern": 6, "style": 5}
 SEQUENCE_LENGTH = 16
+# Two fusion layers of width 64, and no dropout: outputs are deterministic.
+SMALL_FUSION = dict(fusion_num_layers=2, fusion_hidden_dim=64, fusion_num_heads=4,
+                    fusion_dropout=0.0, head_dropout=0.0)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,16 +25,7 @@ def _model(tiny_clip, variant="full"):
     # A fresh copy, so tests that change weights don't leak into others.
     backbone = tiny_clip.backbone.from_config(tiny_clip.backbone.get_config())
     backbone.set_weights(tiny_clip.backbone.get_weights())
-    return CMACLIP(
-        backbone,
-        TASKS,
-        variant=variant,
-        fusion_num_layers=2,
-        fusion_hidden_dim=64,
-        fusion_num_heads=4,
-        fusion_dropout=0.0,
-        head_dropout=0.0,
-    )
+    return CMACLIP(backbone, TASKS, variant=variant, **SMALL_FUSION)
 
 
 def _tokens(tiny_clip, texts, length=SEQUENCE_LENGTH):
@@ -74,9 +68,7 @@ def test_each_variant_builds_and_runs(tiny_clip, variant):
         assert outputs[f"{task}_logits"].shape == (4, num_classes)
         image_weight = np.asarray(outputs[f"{task}_image_weight"])
         assert image_weight.shape == (4,)
-        if variant == "full":
-            assert np.all((image_weight > 0) & (image_weight < 1))
-        else:
+        if variant != "full":  # The full model's λ: the hand computation below.
             np.testing.assert_allclose(image_weight, 0.5)
     assert np.isfinite(np.asarray(outputs["color_logits"])).all()
 
@@ -100,22 +92,43 @@ def test_batch_order_does_not_change_per_example_outputs(tiny_clip):
     )
 
 
-def test_trained_modality_attention_gives_varied_lambda(tiny_clip):
+def test_lambda_and_logits_match_a_hand_computation(tiny_clip):
     model = _model(tiny_clip)
+    rng = np.random.default_rng(3)
     for layer in model.modality_attentions:
-        layer.kernel.assign(np.random.default_rng(3).normal(size=64) * 0.3)
-    lam = np.asarray(model(_inputs(tiny_clip))["color_image_weight"])
-    assert np.ptp(lam) > 1e-3
+        layer.kernel.assign(rng.normal(size=64) * 0.3)
+    inputs = _inputs(tiny_clip)
+    outputs = model(inputs)
+    embeddings = model.fuse(model.encode(**inputs))
+    image = np.asarray(embeddings["image_embedding"], np.float64)
+    text = np.asarray(embeddings["text_embedding"], np.float64)
+    for task, attention, head in zip(TASKS, model.modality_attentions, model.heads):
+        w = np.asarray(attention.kernel, np.float64)
+        image_score, text_score = image @ w, text @ w  # eq. (4), (5)
+        lam = 1.0 / (1.0 + np.exp(text_score - image_score))  # eq. (6)
+        np.testing.assert_allclose(
+            outputs[f"{task}_image_weight"], lam, rtol=1e-4, err_msg=task
+        )
+        # λ differs across examples and from 1/2: the check above can fail.
+        assert np.ptp(lam) > 1e-2 and np.abs(lam - 0.5).max() > 0.05
+        fused = lam[:, None] * image + (1.0 - lam[:, None]) * text  # eq. (3)
+        np.testing.assert_allclose(
+            outputs[f"{task}_logits"], head(fused.astype("float32")),
+            atol=1e-4, err_msg=task,
+        )
 
 
-def test_three_input_depths_agree(tiny_clip):
+def test_call_is_encode_then_fuse_then_classify(tiny_clip):
     model = _model(tiny_clip)
     inputs = _inputs(tiny_clip)
     features = model.encode(**inputs)
+    assert sorted(features) == ["image_sequence", "padding_mask", "text_sequence"]
     embeddings = model.fuse(features)
-    full = model(inputs)
-    _assert_outputs_close(model(features), full, atol=1e-6)
-    _assert_outputs_close(model(embeddings), full, atol=1e-6)
+    assert sorted(embeddings) == ["image_embedding", "text_embedding"]
+    _assert_outputs_close(model.classify(embeddings), model(inputs), atol=1e-6)
+    # Calling the model takes raw inputs only; other depths have their step.
+    with pytest.raises(ValueError, match="Pass CLIP features to `fuse`"):
+        model(features)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

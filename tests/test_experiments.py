@@ -156,14 +156,24 @@ def test_finished_runs_are_skipped_and_the_report_rewritten(suite_dir, capsys):
 
 
 def test_every_method_runs_the_shared_flags():
+    from trainers.run import build_parser as run_parser
+
     args = build_parser().parse_args(
         ["--workdir", "W", "--num-examples", "32", "--end2end-epochs", "3",
          "--run-args", "--batch-size 8 --steps-per-epoch 2"])
     argv = shared_run_argv(args, 2, "W/full/seed_2")
-    assert argv == ["--dataset", "synthetic", "--model", "tiny", "--seed", "2",
-                    "--workdir", "W/full/seed_2", "--quiet", "--num-examples", "32",
-                    "--end2end-epochs", "3", "--cache-features", "--batch-size", "8",
-                    "--steps-per-epoch", "2"]
+    # What trainers/run.py reads from them: the suite's flags, the seed's
+    # folder, the extra --run-args; and no flag the suite was not given.
+    run = run_parser().parse_args(argv)
+    defaults = run_parser().parse_args([])
+    given = {"dataset": args.dataset, "model": args.model, "seed": 2,
+             "workdir": "W/full/seed_2", "quiet": True, "num_examples": 32,
+             "end2end_epochs": 3, "cache_features": True, "batch_size": 8,
+             "steps_per_epoch": 2}
+    assert {k: getattr(run, k) for k in given} == given
+    for flag, value in vars(run).items():
+        if flag not in given:
+            assert value == getattr(defaults, flag), flag
     # Fine-tuned CLIP: warmup then end2end; CMA-CLIP and ablations: all stages.
     assert [run[-1] for run in METHOD_RUNS["clip_linear"]] == ["warmup", "end2end"]
     for method in ("full", "no_ma", "no_ma_sa"):

@@ -15,6 +15,7 @@ import tiny_export
 from cmaclip_tf import export
 from cmaclip_tf.inference_bundle import check_label_vocabularies
 from cmaclip_tf.inference_bundle import load_inference_bundle
+from cmaclip_tf.serving_limits import ServingLimits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -393,7 +394,7 @@ def test_serving_default_rejects_bad_batches_in_graph(loaded):
     cases = [
         ([jpeg, jpeg], ["one text"], "same batch size"),
         ([], [], "empty batch"),
-        ([jpeg], ["x" * (export.DEFAULT_MAX_TEXT_BYTES + 1)], "longer than 8192 bytes"),
+        ([jpeg], ["x" * (ServingLimits.max_text_bytes + 1)], "longer than 8192 bytes"),
         ([b"not an image"], ["x"], "Invalid image"),
     ]
     for images, texts, message in cases:

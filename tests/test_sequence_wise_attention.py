@@ -3,6 +3,7 @@
 import numpy as np
 
 from cmaclip_tf.layers import SequenceWiseAttention
+from cmaclip_tf.layers import end_of_text_embedding
 
 
 def _layer(**kwargs):
@@ -45,16 +46,43 @@ def test_same_text_padded_to_two_lengths():
         np.testing.assert_allclose(s, g, atol=1e-5)
 
 
-def test_text_embedding_is_taken_at_the_end_of_text_position():
+def _fused_sequence(layer, image, text, mask):
+    """The whole output sequence, run block by block from the layer's parts."""
+    x = np.concatenate(
+        [layer.image_projection(image), layer.text_projection(text)], axis=1
+    )
+    key_mask = np.concatenate([np.ones(image.shape[:2], bool), mask], axis=1)
+    for block in layer.encoder_layers:
+        x = block(x, padding_mask=key_mask)
+    return np.asarray(layer.output_layer_norm(x))
+
+
+def test_embeddings_are_the_image_cls_and_end_of_text_positions():
     layer = _layer()
     image, text, mask = _inputs()
-    _, text_embedding = layer(image, text, mask)
-    # Changing a real token at the last position changes T' for that row only.
-    changed = text.copy()
-    changed[0, 2] += 5.0  # Row 0 has 3 tokens: index 2 is its end token.
-    _, text_embedding_2 = layer(image, changed, mask)
-    assert np.abs(text_embedding_2[0] - text_embedding[0]).max() > 1e-3
-    np.testing.assert_allclose(text_embedding_2[1:], text_embedding[1:], atol=1e-6)
+    image_embedding, text_embedding = layer(image, text, mask)
+    sequence = _fused_sequence(layer, image, text, mask)
+    patches = image.shape[1]
+    # Rows hold 3, 7 and 5 real tokens: end-of-text at text index 2, 6, 4.
+    end_of_text = patches + np.array([2, 6, 4])
+    np.testing.assert_allclose(image_embedding, sequence[:, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        text_embedding, sequence[np.arange(3), end_of_text], atol=1e-6
+    )
+    # Every other position differs, so the checks above pin the positions.
+    for row in range(3):
+        others = np.delete(sequence[row], [0, end_of_text[row]], axis=0)
+        for embedding in (image_embedding, text_embedding):
+            distance = np.abs(others - np.asarray(embedding[row])).max(-1)
+            assert distance.min() > 1e-3
+
+
+def test_end_of_text_embedding_reads_the_last_real_token():
+    sequence = np.arange(24, dtype="float32").reshape(3, 4, 2)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+    got = np.asarray(end_of_text_embedding(sequence, mask))
+    # Rows' last true positions are 1 and 3; a row with none reads 0.
+    np.testing.assert_array_equal(got, [[2, 3], [14, 15], [16, 17]])
 
 
 def test_attention_scores_mask_padding_keys():

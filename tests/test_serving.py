@@ -3,11 +3,8 @@ on a free loopback port, with TF Serving's standard stubs."""
 
 import csv
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,71 +18,24 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
+from cmaclip_tf.serving_limits import ServingLimits
 from serving import client
-from serving.server import gif_frame_count
-from serving.server import image_format_and_size
-from serving.server import readable_tf_error
+from serving.image_headers import gif_frame_count
+from serving.image_headers import image_format_and_size
+from serving.prediction_service import readable_tf_error
+from serving.server_process import ServerProcess
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 90
 STATE = get_model_status_pb2.ModelVersionStatus.State
 
 
-class ServerProcess:
-    """`python -m serving.server` (or a script around its `main`) on port 0."""
-
-    def __init__(self, model_base_path, model_name, args=(), script=None):
-        command = [
-            "--model-base-path",
-            model_base_path,
-            "--model-name",
-            model_name,
-            "--port",
-            "0",
-            "--poll-seconds",
-            "0.2",
-            *args,
-        ]
-        if script is None:
-            argv = [sys.executable, "-m", "serving.server", *command]
-        else:
-            argv = [sys.executable, "-c", script, *command]
-        self.model_base_path = model_base_path
-        self.stderr = open(os.path.join(model_base_path, "server.log"), "w")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        self.process = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-        )
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        first = self.next_line(START_TIMEOUT)
-        self.port = int(first.rsplit(":", 1)[1])
-        self.address = f"127.0.0.1:{self.port}"
-
-    def _read_stdout(self):
-        for line in self.process.stdout:
-            self.lines.put(line.strip())
-
-    def next_line(self, timeout):
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.stop()
-            with open(self.stderr.name) as f:
-                pytest.fail(
-                    f"The server printed nothing in {timeout}s:\n{f.read()[-3000:]}"
-                )
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self.stderr.close()
+def start_server(model_base_path, model_name, args=(), script=None):
+    """The server on a free port, its log beside the model, polling fast."""
+    return ServerProcess(
+        model_base_path, model_name, ["--poll-seconds", "0.2", *args], script,
+        log_path=os.path.join(model_base_path, "server.log"),
+        env={"CUDA_VISIBLE_DEVICES": ""}, start_timeout=START_TIMEOUT,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +48,7 @@ def server(exported, tmp_path_factory):
     # A private copy: the hot-swap test adds a version.
     base = str(tmp_path_factory.mktemp("served"))
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))
-    process = ServerProcess(base, exported.model_name)
+    process = start_server(base, exported.model_name)
     yield process
     process.stop()
 
@@ -115,6 +65,17 @@ def stub(server):
 def predict(stub, exported, images, texts, **kwargs):
     request = client.make_predict_request(exported.model_name, images, texts, **kwargs)
     return stub.Predict(request, timeout=60)
+
+
+def version_states(server, model_name):
+    """`[(version, state)]` from `ModelService.GetModelStatus`, newest first."""
+    channel = grpc.insecure_channel(server.address)
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model_name}),
+        timeout=30,
+    )
+    channel.close()
+    return [(s.version, s.state) for s in status.model_version_status]
 
 
 def assert_matches_reference(response, exported, images, texts):
@@ -307,36 +268,20 @@ def test_model_metadata_and_status(server, stub, exported):
         "token_ids",
         "padding_mask",
     }
-    channel = grpc.insecure_channel(server.address)
-    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        get_model_status_pb2.GetModelStatusRequest(
-            model_spec={"name": exported.model_name}
-        ),
-        timeout=30,
+    assert version_states(server, exported.model_name) == [(1, STATE.AVAILABLE)]
+
+
+def run_client(server, exported, *args):
+    """`python -m serving.client` against the server, in this process."""
+    return client.main(
+        ["--server", server.address, "--model-name", exported.model_name, *args]
     )
-    channel.close()
-    assert [(s.version, s.state) for s in status.model_version_status] == [
-        (1, STATE.AVAILABLE)
-    ]
 
 
 def test_client_cli_single_and_manifest(server, exported, tmp_path, capsys):
     image = exported.image_files["jpeg"]
-    assert (
-        client.main(
-            [
-                "--server",
-                server.address,
-                "--model-name",
-                exported.model_name,
-                "--image",
-                image,
-                "--text",
-                tiny_export.TEXTS[0],
-            ]
-        )
-        == 0
-    )
+    assert run_client(server, exported, "--image", image,
+                      "--text", tiny_export.TEXTS[0]) == 0
     printed = capsys.readouterr().out
     expected = exported.reference_outputs(
         [exported.images["jpeg"]], tiny_export.TEXTS[:1]
@@ -358,23 +303,8 @@ def test_client_cli_single_and_manifest(server, exported, tmp_path, capsys):
         "b.png,plain\n"
     )
     output = tmp_path / "out.csv"
-    assert (
-        client.main(
-            [
-                "--server",
-                server.address,
-                "--model-name",
-                exported.model_name,
-                "--manifest",
-                str(manifest),
-                "--output",
-                str(output),
-                "--batch-size",
-                "3",
-            ]
-        )
-        == 0
-    )
+    assert run_client(server, exported, "--manifest", str(manifest),
+                      "--output", str(output), "--batch-size", "3") == 0
     with open(output) as f:
         rows = list(csv.DictReader(f))
     assert [row["error"] != "" for row in rows] == [False, False, True, False]
@@ -408,15 +338,7 @@ def test_newer_version_is_swapped_in_without_restart(server, stub, exported):
         time.sleep(0.1)
     assert version == 2
     assert_matches_reference(response, exported, images, texts)
-    channel = grpc.insecure_channel(server.address)
-    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        get_model_status_pb2.GetModelStatusRequest(
-            model_spec={"name": exported.model_name}
-        ),
-        timeout=30,
-    )
-    channel.close()
-    assert [(s.version, s.state) for s in status.model_version_status] == [
+    assert version_states(server, exported.model_name) == [
         (2, STATE.AVAILABLE),
         (1, STATE.END),
     ]
@@ -426,14 +348,15 @@ def test_newer_version_is_swapped_in_without_restart(server, stub, exported):
 # while it is in flight.
 SLOW_SERVER = """
 import sys, time
+import serving.model_versions as model_versions
 import serving.server as server
-run = server.ServableVersion.run
+run = model_versions.ServableVersion.run
 def slow_run(self, signature, inputs):
     if inputs.get("text") is not None and inputs["text"][0] == b"slow":
         print("IN_FLIGHT", flush=True)
         time.sleep(3)
     return run(self, signature, inputs)
-server.ServableVersion.run = slow_run
+model_versions.ServableVersion.run = slow_run
 sys.exit(server.main(sys.argv[1:]))
 """
 
@@ -441,7 +364,7 @@ sys.exit(server.main(sys.argv[1:]))
 def test_sigterm_finishes_in_flight_requests_and_exits(exported, tmp_path):
     base = str(tmp_path)
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))
-    server = ServerProcess(base, exported.model_name, script=SLOW_SERVER)
+    server = start_server(base, exported.model_name, script=SLOW_SERVER)
     try:
         channel = grpc.insecure_channel(server.address)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -495,6 +418,16 @@ def test_image_headers(exported):
     assert image_format_and_size(b"hello") == (None, None, None)
     assert gif_frame_count(exported.images["gif"]) == 1
     assert gif_frame_count(_animated_gif(8, 6, frames=5)) == 5
+
+
+def test_limits_flags_default_to_the_one_definition():
+    from serving.server import parse_args
+    from serving.server import serving_limits
+
+    required = ["--model-base-path", "m", "--model-name", "n"]
+    assert serving_limits(parse_args(required)) == ServingLimits()
+    args = parse_args(required + ["--max-text-bytes", "100", "--max-batch-size", "4"])
+    assert serving_limits(args) == ServingLimits(max_text_bytes=100, max_batch_size=4)
 
 
 def test_readable_tf_error():

@@ -42,29 +42,29 @@ def _train(data, trainer, strategy, steps=2, cached=None):
     return trainer.train_steps(strategy.experimental_distribute_dataset(dataset), steps)
 
 
-def test_warmup_freezes_clip_and_trains_the_rest(synthetic):
-    model, data, trainer, strategy = _setup(synthetic, "warmup")
+# Paper, Algorithm 1: the groups each frozen-CLIP stage trains.
+TRAINED_GROUPS = {
+    "warmup": ["fusion", "heads", "modality_attention"],
+    "tuning": ["heads", "modality_attention"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(TRAINED_GROUPS))
+def test_a_stage_trains_its_groups_and_leaves_the_rest_bit_identical(synthetic, stage):
+    model, data, trainer, strategy = _setup(synthetic, stage)
     groups = model.module_groups()
     before = {g: _snapshot(v) for g, v in groups.items()}
     _train(data, trainer, strategy)
-    assert not any(_changed(before["clip"], groups["clip"]))
-    assert any(_changed(before["fusion"], groups["fusion"]))
-    assert all(_changed(before["modality_attention"], groups["modality_attention"]))
-    assert any(_changed(before["heads"], groups["heads"]))
+    for group, variables in groups.items():
+        changed = _changed(before[group], variables)
+        if group not in TRAINED_GROUPS[stage]:
+            assert not any(changed), group
+        elif group == "modality_attention":
+            assert all(changed)  # Every task's w.
+        else:
+            assert any(changed), group
     # Frozen means no optimizer state either.
-    assert sorted(trainer.optimizers) == ["fusion", "heads", "modality_attention"]
-
-
-def test_tuning_trains_only_modality_attention_and_heads(synthetic):
-    model, data, trainer, strategy = _setup(synthetic, "tuning")
-    groups = model.module_groups()
-    before = {g: _snapshot(v) for g, v in groups.items()}
-    _train(data, trainer, strategy)
-    assert not any(_changed(before["clip"], groups["clip"]))
-    assert not any(_changed(before["fusion"], groups["fusion"]))
-    assert all(_changed(before["modality_attention"], groups["modality_attention"]))
-    assert all(_changed(before["heads"], groups["heads"]))
-    assert sorted(trainer.optimizers) == ["heads", "modality_attention"]
+    assert sorted(trainer.optimizers) == TRAINED_GROUPS[stage]
 
 
 def test_end2end_trains_clip_too(synthetic):

@@ -137,14 +137,9 @@ def tiny_export(root):
             f.write(data)
         image_files[name] = path
     _cache["export"] = TinyExport(
-        model=model,
-        text_preprocessor=text_preprocessor,
-        image_preprocessor=image_preprocessor,
-        bundle_dir=bundle_dir,
-        model_base_path=model_base_path,
-        model_name=MODEL_NAME,
-        version_dir=version_dir,
-        images=images,
-        image_files=image_files,
+        model, text_preprocessor, image_preprocessor,
+        bundle_dir=bundle_dir, model_base_path=model_base_path,
+        model_name=MODEL_NAME, version_dir=version_dir,
+        images=images, image_files=image_files,
     )
     return _cache["export"]

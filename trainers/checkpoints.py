@@ -8,17 +8,17 @@ any moment (even SIGKILL) leaves the previous checkpoint readable.
 validation score, written to a temporary file and renamed into place.
 """
 
-import json
 import os
 
 import tensorflow as tf
 
+from cmaclip_tf import atomic_files
+from cmaclip_tf.atomic_files import atomic_path
 
-def _atomic_write_json(path, payload):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+
+def write_json(path, value):
+    """A run's record (best.json, done.json, metrics.json), atomically, keys sorted."""
+    atomic_files.write_json(path, value, sort_keys=True)
 
 
 class StageCheckpoints:
@@ -81,14 +81,13 @@ class StageCheckpoints:
         self.best_score.assign(score)
         if not self.write:
             return
-        tmp = os.path.join(self.stage_dir, f".best.tmp.{os.getpid()}.weights.h5")
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.best_weights_path)
-        _atomic_write_json(os.path.join(self.stage_dir, "best.json"), info)
+        with atomic_path(self.best_weights_path) as tmp:
+            self.model.save_weights(tmp)
+        write_json(os.path.join(self.stage_dir, "best.json"), info)
 
     def mark_done(self, payload):
         if self.write:
-            _atomic_write_json(self.done_path, payload)
+            write_json(self.done_path, payload)
 
     def is_done(self):
         return os.path.isfile(self.done_path)
@@ -99,5 +98,3 @@ def stage_best_weights(workdir, stage):
     path = os.path.join(workdir, stage, "best.weights.h5")
     return path if os.path.isfile(path) else None
 
-
-write_json = _atomic_write_json

@@ -1,7 +1,9 @@
-"""Keras layers of CMA-CLIP: the two cross-modality attentions."""
+"""Keras layers of CMA-CLIP: the two cross-modality attentions, the fixed
+fusions of the ablations, the task heads."""
 
 from cmaclip_tf.layers.average_fusion import AverageFusion
-from cmaclip_tf.layers.average_fusion import ConcatenationFusion
+from cmaclip_tf.layers.concatenation_fusion import ConcatenationFusion
+from cmaclip_tf.layers.end_of_text import end_of_text_embedding
 from cmaclip_tf.layers.mlp_head import MLPHead
 from cmaclip_tf.layers.modality_attention import ModalityAttention
 from cmaclip_tf.layers.sequence_wise_attention import SequenceWiseAttention
@@ -12,4 +14,5 @@ __all__ = [
     "MLPHead",
     "ModalityAttention",
     "SequenceWiseAttention",
+    "end_of_text_embedding",
 ]

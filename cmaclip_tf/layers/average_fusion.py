@@ -1,4 +1,4 @@
-"""Fixed fusions of the two modalities, for the ablations and baselines."""
+"""The fixed average of the two modalities, for the ablations."""
 
 import keras
 from keras import ops
@@ -29,26 +29,3 @@ class AverageFusion(keras.layers.Layer):
         self, image_embedding_shape, text_embedding_shape=None
     ):
         return tuple(image_embedding_shape), (image_embedding_shape[0],)
-
-
-@keras.saving.register_keras_serializable(package="cmaclip_tf")
-class ConcatenationFusion(keras.layers.Layer):
-    """Concatenates image and text embeddings: `[I; T]`.
-
-    The fine-tuned CLIP baseline's input to its linear heads. It weighs no
-    modality; λ is reported as a constant 0.5 to keep the outputs uniform.
-    """
-
-    def build(self, image_embedding_shape, text_embedding_shape=None):
-        self.built = True
-
-    def call(self, image_embedding, text_embedding):
-        fused = ops.concatenate([image_embedding, text_embedding], axis=-1)
-        image_weight = ops.full((ops.shape(image_embedding)[0],), 0.5)
-        return fused, image_weight
-
-    def compute_output_shape(
-        self, image_embedding_shape, text_embedding_shape=None
-    ):
-        width = image_embedding_shape[-1] + text_embedding_shape[-1]
-        return (image_embedding_shape[0], width), (image_embedding_shape[0],)

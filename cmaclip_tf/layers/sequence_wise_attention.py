@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from cmaclip_tf.layers.end_of_text import end_of_text_embedding
+
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")
 class SequenceWiseAttention(keras.layers.Layer):
@@ -160,13 +162,10 @@ class SequenceWiseAttention(keras.layers.Layer):
         x = self.output_layer_norm(x)
 
         num_image_tokens = ops.shape(image_tokens)[1]
-        image_embedding = x[:, 0, :]
-        # The end-of-text token is the last real token of each row.
-        end_index = ops.sum(ops.cast(padding_mask, "int32"), axis=1) - 1
-        end_index = num_image_tokens + ops.maximum(end_index, 0)
-        text_embedding = ops.take_along_axis(
-            x, end_index[:, None, None], axis=1
-        )[:, 0, :]
+        image_embedding = x[:, 0, :]  # The image [CLS] position.
+        text_embedding = end_of_text_embedding(
+            x[:, num_image_tokens:, :], padding_mask
+        )
         if return_attention_scores:
             return image_embedding, text_embedding, scores
         return image_embedding, text_embedding

@@ -9,6 +9,7 @@ and then loaded like any other.
 
 import dataclasses
 
+import keras
 import keras_hub
 import numpy as np
 
@@ -40,6 +41,23 @@ def set_text_layer_norm_epsilon(text_encoder, epsilon=CLIP_TEXT_LAYER_NORM_EPSIL
     """Sets the text encoder's final LayerNorm epsilon (read at call time)."""
     text_encoder.layer_norm.epsilon = epsilon
     return text_encoder
+
+
+def deserialize_clip_backbone(config, custom_objects=None):
+    """A copy of a model's config with its `clip_backbone` rebuilt (for `from_config`).
+
+    Example:
+    ```python
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**deserialize_clip_backbone(config, custom_objects))
+    ```
+    """
+    config = dict(config)
+    config["clip_backbone"] = keras.layers.deserialize(
+        config["clip_backbone"], custom_objects=custom_objects
+    )
+    return config
 
 
 def resolve_preset(preset):

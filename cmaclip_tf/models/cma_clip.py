@@ -8,12 +8,15 @@ from cmaclip_tf.layers import ConcatenationFusion
 from cmaclip_tf.layers import MLPHead
 from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
+from cmaclip_tf.layers import end_of_text_embedding
+from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
 from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
 from cmaclip_tf.variants import POOLED_VARIANTS
 from cmaclip_tf.variants import VARIANTS
 
 # Variants without the fusion transformer: CLIP's pooled embeddings instead.
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
+RAW_INPUTS = ("images", "token_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")
@@ -32,14 +35,16 @@ class CMACLIP(keras.Model):
     - `"clip_linear"`: the fine-tuned CLIP baseline: CLIP's pooled, projected
       embeddings concatenated into one linear layer per task.
 
-    Inputs are a dict, at any of three depths, so that frozen stages can feed
-    cached features (every depth gives identical outputs):
-    - raw: `images` `[B, H, W, 3]` (CLIP-normalized), `token_ids` `[B, L]`,
-      `padding_mask` `[B, L]`;
-    - CLIP features: `image_sequence`, `text_sequence`, `padding_mask`
-      (what `encode` returns);
-    - fused: `image_embedding`, `text_embedding` (I' and T', what `fuse`
-      returns).
+    Calling the model takes raw inputs, a dict of `images` `[B, H, W, 3]`
+    (CLIP-normalized), `token_ids` `[B, L]` and `padding_mask` `[B, L]`. The
+    forward pass is three explicit steps, so that frozen stages can cache the
+    output of a frozen front and feed it to the next step (the result is the
+    same as calling the model):
+    - `encode(images, token_ids, padding_mask)`: CLIP's sequences, a dict of
+      `image_sequence`, `text_sequence`, `padding_mask`;
+    - `fuse(features)`: I' and T', a dict of `image_embedding`,
+      `text_embedding`;
+    - `classify(embeddings)`: the outputs.
 
     Outputs: a dict with `{task}_logits` `[B, classes]` (float32) and
     `{task}_image_weight` (λ, `[B]`) for every task.
@@ -116,12 +121,9 @@ class CMACLIP(keras.Model):
         self.sequence_attention = None
         if variant not in POOLED_VARIANTS:
             self.sequence_attention = SequenceWiseAttention(
-                num_layers=fusion_num_layers,
-                hidden_dim=fusion_hidden_dim,
-                num_heads=fusion_num_heads,
-                intermediate_dim=fusion_intermediate_dim,
-                dropout=fusion_dropout,
-                dtype=self.dtype_policy,
+                num_layers=fusion_num_layers, hidden_dim=fusion_hidden_dim,
+                num_heads=fusion_num_heads, intermediate_dim=fusion_intermediate_dim,
+                dropout=fusion_dropout, dtype=self.dtype_policy,
                 name="sequence_attention",
             )
         fusion_cls = {
@@ -164,7 +166,7 @@ class CMACLIP(keras.Model):
             head.build((None, head_input_dim))
         self.built = True
 
-    # --- The three depths of the forward pass. ---
+    # --- The three steps of the forward pass. ---
 
     def encode(self, images, token_ids, padding_mask):
         """CLIP's sequence outputs: the features a frozen CLIP can cache."""
@@ -189,14 +191,12 @@ class CMACLIP(keras.Model):
             )
         else:
             # CLIP's own pooling: image [CLS] and text end-of-text, projected.
-            end_index = ops.sum(ops.cast(padding_mask, "int32"), axis=1) - 1
-            text_pooled = ops.take_along_axis(
-                text_sequence, ops.maximum(end_index, 0)[:, None, None], axis=1
-            )[:, 0, :]
             image_embedding = self.clip_backbone.vision_projection(
                 image_sequence[:, 0, :]
             )
-            text_embedding = self.clip_backbone.text_projection(text_pooled)
+            text_embedding = self.clip_backbone.text_projection(
+                end_of_text_embedding(text_sequence, padding_mask)
+            )
         return {"image_embedding": image_embedding, "text_embedding": text_embedding}
 
     def classify(self, embeddings, training=None):
@@ -213,14 +213,16 @@ class CMACLIP(keras.Model):
         return outputs
 
     def call(self, inputs, training=None):
-        if "image_embedding" in inputs:
-            return self.classify(inputs, training=training)
-        if "image_sequence" in inputs:
-            features = inputs
-        else:
-            features = self.encode(
-                inputs["images"], inputs["token_ids"], inputs["padding_mask"]
+        """Raw inputs to outputs: `classify(fuse(encode(...)))`."""
+        missing = [key for key in RAW_INPUTS if key not in inputs]
+        if missing:
+            raise ValueError(
+                f"CMACLIP takes raw inputs {list(RAW_INPUTS)}; got {sorted(inputs)}. "
+                "Pass CLIP features to `fuse` and I', T' to `classify`."
             )
+        features = self.encode(
+            inputs["images"], inputs["token_ids"], inputs["padding_mask"]
+        )
         embeddings = self.fuse(features, training=training)
         return self.classify(embeddings, training=training)
 
@@ -297,10 +299,7 @@ class CMACLIP(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["clip_backbone"] = keras.layers.deserialize(
-            config["clip_backbone"], custom_objects=custom_objects
-        )
+        config = deserialize_clip_backbone(config, custom_objects)
         # Weights come from the checkpoint; no need to copy projections.
         config["init_from_clip_projections"] = False
         return cls(**config)

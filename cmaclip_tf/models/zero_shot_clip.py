@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
+
 DEFAULT_PROMPT = "a photo of a {label}"
 
 
@@ -84,11 +86,7 @@ class ZeroShotCLIP(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["clip_backbone"] = keras.layers.deserialize(
-            config["clip_backbone"], custom_objects=custom_objects
-        )
-        return cls(**config)
+        return cls(**deserialize_clip_backbone(config, custom_objects))
 
 
 def class_prompts(class_names, template=DEFAULT_PROMPT):
