@@ -278,7 +278,8 @@ class Predictor:
         unknown = [task for task in tasks if task not in self.tasks]
         if unknown or not tasks:
             raise ValueError(
-                f"Unknown task(s) {unknown}; the model has {list(self.tasks)}."
+                f"Unknown task(s) {unknown}; pass one or more of the model's "
+                f"tasks {list(self.tasks)}."
             )
         return tasks
 

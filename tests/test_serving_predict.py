@@ -15,25 +15,16 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
-from cmaclip_tf import Predictor
 from serving import client
 from serving import predict
+from test_predictor import exported  # noqa: F401  Shared fixtures.
 from test_predictor import grey_images
+from test_predictor import predictor  # noqa: F401
 from test_serving import REPO
 from test_serving import ServerProcess
 
 TEXTS = ["Red striped cotton dress", "plain blue denim jacket, size 42",
          "Ünïcödé Straße — 100% silk", "grey wool scarf", ""]
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return tiny_export.tiny_export(str(tmp_path_factory.mktemp("tiny_export")))
-
-
-@pytest.fixture(scope="module")
-def predictor(exported):
-    return Predictor.load(exported.version_dir)
 
 
 @pytest.fixture(scope="module")
