@@ -8,8 +8,9 @@ Exports an untrained tiny model (`--model-config tiny`) and measures:
    - `python -m serving.client --manifest` against `python -m serving.server`
      (already started; 8 worker threads).
    Each command runs as a subprocess, so its wall time includes starting up
-   (imports, loading the model); each also runs on a 1-row manifest, and
-   `steady rows/s = (N - 1) / (t_N - t_1)`. The two outputs must agree
+   (imports, loading the model; the server has loaded it before); each also
+   runs on a 1-row manifest, and `steady rows/s = (N - 1) / (t_N - t_1)`.
+   The two take turns, `--repeats` rounds; the medians are reported. The two outputs must agree
    (labels equal, scores within 1e-5: the client writes 6 decimals).
 2. Memory: `serving.predict` over a 100,000-row manifest (the image files are
    reused, the texts all distinct); its resident memory is sampled against
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -82,19 +85,41 @@ def client_command(address, model_name, manifest, output, batch_size):
             "--output", output, "--batch-size", str(batch_size)]
 
 
-def throughput(name, command_for, one_row, many_rows, rows, workdir):
-    """Wall time on 1 and on `rows` rows; the steady rate between them."""
-    t_one = timed(command_for(one_row, os.path.join(workdir, f"{name}_1.csv")))
-    output = os.path.join(workdir, f"{name}_{rows}.csv")
-    t_many = timed(command_for(many_rows, output))
-    return output, {
-        "path": name,
-        "rows": rows,
-        "wall_s": t_many,
-        "start_s": t_one,
-        "rows_per_s": rows / t_many,
-        "steady_rows_per_s": (rows - 1) / max(t_many - t_one, 1e-9),
-    }
+def throughput(commands, one_row, many_rows, rows, workdir, repeats):
+    """Wall time on 1 and on `rows` rows per path; medians over `repeats`.
+
+    The paths take turns within each round, so that load from elsewhere on
+    the machine falls on both alike.
+
+    Args:
+        commands: dict of path name to `(manifest, output) -> argv`.
+
+    Returns:
+        `(outputs, figures)`: per path, the last `rows`-row output file and
+        a dict of figures.
+    """
+    times = {name: {"one": [], "many": []} for name in commands}
+    outputs = {}
+    for round_ in range(repeats):
+        for number, (name, command_for) in enumerate(commands.items()):
+            prefix = os.path.join(workdir, f"path{number}_round{round_}")
+            times[name]["one"].append(timed(command_for(one_row, prefix + "_1.csv")))
+            outputs[name] = prefix + f"_{rows}.csv"
+            times[name]["many"].append(timed(command_for(many_rows, outputs[name])))
+    figures = {}
+    for name, measured in times.items():
+        t_one = float(np.median(measured["one"]))
+        t_many = float(np.median(measured["many"]))
+        figures[name] = {
+            "path": name,
+            "rows": rows,
+            "wall_s": t_many,
+            "start_s": t_one,
+            "rows_per_s": rows / t_many,
+            "steady_rows_per_s": (rows - 1) / max(t_many - t_one, 1e-9),
+            "wall_s_each": measured["many"],
+        }
+    return outputs, figures
 
 
 def compare_outputs(predict_csv, client_csv, tasks):
@@ -162,6 +187,9 @@ def parse_args(argv):
     parser.add_argument("--memory-rows", type=int, default=100_000)
     parser.add_argument("--memory-early-rows", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Rounds of the throughput runs."
+    )
     parser.add_argument("--workers", type=int, default=8, help="Server threads.")
     parser.add_argument(
         "--max-rss-growth-mib",
@@ -187,22 +215,23 @@ def main(argv=None):
     one_row = write_manifest(os.path.join(root, "one.csv"), 1, image_paths)
     many_rows = write_manifest(os.path.join(root, "rows.csv"), args.rows, image_paths)
 
-    offline_csv, offline = throughput(
-        "serving.predict",
-        lambda manifest, output: predict_command(model, manifest, output,
-                                                 args.batch_size),
-        one_row, many_rows, args.rows, root,
-    )
     server = DevServer(base, name, args.workers)
     try:
-        online_csv, online = throughput(
-            "gRPC (serving.client)",
-            lambda manifest, output: client_command(server.address, name, manifest,
-                                                    output, args.batch_size),
-            one_row, many_rows, args.rows, root,
+        outputs, figures_by_path = throughput(
+            {
+                "serving.predict": lambda manifest, output: predict_command(
+                    model, manifest, output, args.batch_size
+                ),
+                "gRPC (serving.client)": lambda manifest, output: client_command(
+                    server.address, name, manifest, output, args.batch_size
+                ),
+            },
+            one_row, many_rows, args.rows, root, args.repeats,
         )
     finally:
         server.stop()
+    offline, online = figures_by_path.values()
+    offline_csv, online_csv = outputs.values()
     mismatches, largest_difference = compare_outputs(
         offline_csv, online_csv, ["color", "pattern"]
     )
@@ -242,6 +271,7 @@ def main(argv=None):
             "samples": [(done, round(rss / MiB, 1)) for done, rss in samples[::10]],
         },
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "cpu_count": os.cpu_count(),
     }
     print_table(
