@@ -582,6 +582,9 @@ def main(argv=None):
             "to start over.\n"
         )
         return 1
+    if os.path.abspath(args.output) == os.path.abspath(args.manifest):
+        sys.stderr.write("--output must not be the --manifest itself.\n")
+        return 1
     try:
         manifest = Manifest(args.manifest)
         predictor = Predictor.load(args.model)
@@ -604,6 +607,7 @@ def main(argv=None):
         sys.stderr.write(f"{error}\n")
         return 1
 
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     writer = PredictionWriter(args.output, columns, start_at)
     progress = tqdm(
         total=manifest.num_rows,
@@ -629,6 +633,12 @@ def main(argv=None):
             progress=progress,
             num_parallel_calls=args.workers,
         )
+    except KeyboardInterrupt:
+        # Every batch written so far is complete: --resume picks up from there.
+        sys.stderr.write(
+            f"\nInterrupted; rerun with --resume to continue {args.output}.\n"
+        )
+        return 130
     finally:
         progress.close()
         writer.close()

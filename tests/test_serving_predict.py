@@ -209,6 +209,7 @@ sys.exit(predict.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.large  # A second process starting TensorFlow: about 30-40 s.
 def test_resume_after_a_kill_writes_every_row_once(
     exported, images, predictor, tmp_path
 ):
