@@ -117,7 +117,10 @@ def throughput(commands, one_row, many_rows, rows, workdir, repeats):
             "wall_s": t_many,
             "start_s": t_one,
             "rows_per_s": rows / t_many,
-            "steady_rows_per_s": (rows - 1) / max(t_many - t_one, 1e-9),
+            # Undefined (nan) when noise outweighs the work: too few rows.
+            "steady_rows_per_s": (
+                (rows - 1) / (t_many - t_one) if t_many > t_one else float("nan")
+            ),
             "wall_s_each": measured["many"],
         }
     return outputs, figures
@@ -146,7 +149,7 @@ def memory_profile(command, output, interval=0.5):
     """Runs `command`, sampling its RSS against the rows in `output`.
 
     Returns:
-        list of `(rows written, RSS bytes)`; the last sample is at the end.
+        list of `(rows written, RSS bytes)`, one per `interval` seconds.
     """
     import psutil
 
@@ -154,25 +157,23 @@ def memory_profile(command, output, interval=0.5):
                                stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(process.pid)
     samples, newlines, offset = [], 0, 0
-    while True:
-        done = process.poll() is not None
+    while process.poll() is None:
+        try:
+            rss = watched.memory_info().rss
+        except psutil.NoSuchProcess:
+            break
         if os.path.exists(output):
             with open(output, "rb") as f:
                 f.seek(offset)
                 chunk = f.read()
             offset += len(chunk)
             newlines += chunk.count(b"\n")  # Texts hold no newlines.
-        if done:
-            break
-        try:
-            samples.append((max(newlines - 1, 0), watched.memory_info().rss))
-        except psutil.NoSuchProcess:
-            continue
+        samples.append((max(newlines - 1, 0), rss))
         time.sleep(interval)
+    process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{process.stderr.read()[-3000:]}")
     process.stderr.close()
-    samples.append((max(newlines - 1, 0), samples[-1][1] if samples else 0))
     return samples
 
 
@@ -253,7 +254,11 @@ def main(argv=None):
     )
     memory_wall = time.perf_counter() - start
     early = rss_at(samples, args.memory_early_rows)
-    final = samples[-1][1]
+    # The last sample before every row is written: later ones may catch the
+    # process tearing TensorFlow down.
+    late_rows, late = max(
+        (sample for sample in samples if sample[0] < args.memory_rows), default=(0, 0)
+    )
     steady_peak = max(rss for done, rss in samples if done >= args.memory_early_rows)
     growth = (steady_peak - early) / MiB
     workspace.cleanup()
@@ -270,7 +275,8 @@ def main(argv=None):
             "wall_s": memory_wall,
             "rows_per_s": args.memory_rows / memory_wall,
             f"rss_at_{args.memory_early_rows}_rows_mib": early / MiB,
-            "rss_at_end_mib": final / MiB,
+            "rss_near_end_mib": late / MiB,
+            "rss_near_end_rows": late_rows,
             "peak_rss_mib": max(rss for _, rss in samples) / MiB,
             "growth_after_early_rows_mib": growth,
             "flat": growth <= args.max_rss_growth_mib,
@@ -294,7 +300,8 @@ def main(argv=None):
     print(
         f"serving.predict RSS over {args.memory_rows} rows: "
         f"{early / MiB:.1f} MiB at {args.memory_early_rows} rows, "
-        f"{final / MiB:.1f} MiB at the end, peak {memory['peak_rss_mib']:.1f} MiB "
+        f"{late / MiB:.1f} MiB at {late_rows} rows, peak "
+        f"{memory['peak_rss_mib']:.1f} MiB "
         f"({memory['rows_per_s']:.1f} rows/s)"
     )
     print(json.dumps(figures, indent=2))
