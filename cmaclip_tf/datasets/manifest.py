@@ -69,7 +69,7 @@ def read_manifest(path, tasks=None):
             f"Manifest {path} has no column for task(s) {unknown}; its task "
             f"columns are {available}."
         )
-    rows = _jsonl_rows(path) if _is_jsonl(path) else _csv_rows(path)
+    rows = manifest_rows(path)
     folder = os.path.dirname(os.path.abspath(path))
     records = []
     for line, row, problem in rows:
@@ -96,6 +96,22 @@ def read_manifest(path, tasks=None):
             FileRecord(os.path.join(folder, str(image)), text, labels, location)
         )
     return records, tasks
+
+
+def manifest_columns(path):
+    """Every column of a manifest, in order (a JSON Lines file is read through)."""
+    return _columns(path)
+
+
+def manifest_rows(path):
+    """Streams `(line, {column: value}, problem)` per data row of a manifest.
+
+    Keeps nothing in memory, so it reads a manifest of any size. `problem` is
+    `(reason, detail)` for a row that cannot be parsed (its dict is `None`);
+    blank lines yield nothing. CSV values are strings; JSON Lines values keep
+    their JSON types.
+    """
+    return _jsonl_rows(path) if _is_jsonl(path) else _csv_rows(path)
 
 
 def _label(value):

@@ -1,0 +1,277 @@
+"""`python -m serving.predict` on a tiny export: parity with the gRPC path,
+bad rows, JSON Lines, and resuming after a kill."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+import tiny_export
+from serving import client
+from serving import predict
+from test_predictor import exported  # noqa: F401  Shared fixtures.
+from test_predictor import grey_images
+from test_predictor import predictor  # noqa: F401
+from test_serving import REPO
+from test_serving import ServerProcess
+
+TEXTS = ["Red striped cotton dress", "plain blue denim jacket, size 42",
+         "Ünïcödé Straße — 100% silk", "grey wool scarf", ""]
+
+
+@pytest.fixture(scope="module")
+def images(exported, tmp_path_factory):
+    """Image files of every kind the parity test covers: name -> path."""
+    folder = tmp_path_factory.mktemp("images")
+    encoded = {**exported.images, **grey_images()}
+    paths = {}
+    for name, data in encoded.items():
+        paths[name] = str(folder / f"{name}.img")
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    return paths
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def run(*args):
+    return predict.main([*map(str, args), "--no-progress"])
+
+
+def assert_same(row, prediction, tasks=tuple(tiny_export.TASKS)):
+    """An output row (CSV strings or JSON values) against a prediction dict."""
+    for task in tasks:
+        value = prediction[task]
+        assert row[f"{task}_label"] == value["label"]
+        assert str(row[f"{task}_accepted"]) == str(value["accepted"])
+        for key in ("score", "image_weight"):
+            assert float(row[f"{task}_{key}"]) == pytest.approx(value[key], abs=1e-6)
+
+
+def test_same_answers_as_the_grpc_path(exported, images, predictor, tmp_path):
+    base = str(tmp_path / "served")
+    shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))
+    server = ServerProcess(base, exported.model_name)
+    names = ["jpeg", "png", "gif", "grey_jpeg", "grey_png"]
+    try:
+        channel = grpc.insecure_channel(server.address)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = client.make_predict_request(
+            exported.model_name, [exported.images.get(n) or grey_images()[n]
+                                  for n in names], TEXTS
+        )
+        over_grpc = client.parse_predict_response(stub.Predict(request, timeout=60))
+        channel.close()
+    finally:
+        server.stop()
+
+    offline = predictor.predict([images[n] for n in names], TEXTS)
+    manifest = tmp_path / "items.csv"
+    write_csv(manifest, ["sku", "image", "text"],
+              [[f"sku-{i}", images[n], text]
+               for i, (n, text) in enumerate(zip(names, TEXTS))])
+    output = tmp_path / "predictions.csv"
+    assert run("--model", exported.model_base_path, "--manifest", manifest,
+               "--output", output, "--batch-size", len(names)) == 0
+    rows = read_csv(output)
+    assert [row["sku"] for row in rows] == [f"sku-{i}" for i in range(len(names))]
+    assert [row["error"] for row in rows] == [""] * len(names)
+    for row, from_python, from_grpc in zip(rows, offline, over_grpc):
+        assert_same(row, from_grpc)
+        for task in tiny_export.TASKS:
+            assert from_python[task]["label"] == from_grpc[task]["label"]
+            assert from_python[task]["accepted"] == from_grpc[task]["accepted"]
+            for key in ("score", "image_weight"):
+                assert from_python[task][key] == pytest.approx(
+                    from_grpc[task][key], abs=1e-6
+                )
+
+
+def test_two_bad_rows_in_500(exported, images, predictor, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(exported.images["jpeg"][:400])
+    names = ["jpeg", "png", "gif"]
+    rows, expected = [], {}
+    for i in range(500):
+        name, text = names[i % 3], TEXTS[i % 4]
+        image = images[name]
+        if i == 123:
+            image = "missing.jpg"  # Relative to the manifest's folder.
+        elif i == 377:
+            image = "broken.jpg"
+        else:
+            expected[i] = (name, text)
+        rows.append([f"id{i}", image, text, i % 7])
+    manifest = tmp_path / "items.csv"
+    write_csv(manifest, ["id", "image", "text", "shelf"], rows)
+    output = tmp_path / "predictions.csv"
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output) == 0
+    written = read_csv(output)
+    assert [row["id"] for row in written] == [f"id{i}" for i in range(500)]
+    assert [row["shelf"] for row in written] == [str(i % 7) for i in range(500)]
+    errors = {i: row["error"] for i, row in enumerate(written) if row["error"]}
+    assert sorted(errors) == [123, 377]
+    assert errors[123].startswith("missing_image: ")
+    assert "missing.jpg" in errors[123]
+    assert errors[377].startswith("corrupt_image: ")
+    assert written[123]["color_label"] == written[377]["color_score"] == ""
+    combos = sorted(set(expected.values()))
+    reference = dict(zip(combos, predictor.predict(
+        [images[name] for name, _ in combos], [text for _, text in combos]
+    )))
+    for i, combo in expected.items():
+        assert_same(written[i], reference[combo])
+    summary = capsys.readouterr().out
+    assert "rows: 500  predicted: 498  errors: 2" in summary
+    assert "errors: corrupt_image 1, missing_image 1" in summary
+
+    # An existing output is neither overwritten nor appended to by accident.
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_json_lines_with_tasks_only_accepted_and_probabilities(
+    exported, images, predictor, tmp_path, capsys
+):
+    manifest = tmp_path / "items.jsonl"
+    items = [
+        {"id": 1, "image": images["jpeg"], "text": TEXTS[0], "meta": {"a": [1]}},
+        {"id": 2, "image": images["grey_png"], "text": TEXTS[1]},
+        {"id": 3, "text": "no image"},
+        {"id": 4, "image": images["gif"], "text": "x" * 9000},
+    ]
+    manifest.write_text("".join(json.dumps(item) + "\n" for item in items) + "{oops\n")
+    output = tmp_path / "predictions.jsonl"
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output, "--tasks", "pattern,color", "--only-accepted",
+               "--probabilities") == 0
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(written) == 5
+    assert written[0]["meta"] == {"a": [1]}
+    assert [row.get("id") for row in written] == [1, 2, 3, 4, None]
+    assert [row["error"].split(":")[0] if row["error"] else None
+            for row in written] == [None, None, "missing_image", "text_too_long",
+                                    "malformed_row"]
+    assert "items.jsonl:5" in written[4]["error"]
+    reference = predictor.predict(
+        [images["jpeg"], images["grey_png"]], TEXTS[:2], probabilities=True
+    )
+    for row, prediction in zip(written, reference):
+        assert list(row)[-11:] == [
+            "pattern_label", "pattern_score", "pattern_accepted",
+            "pattern_image_weight", "pattern_probabilities", "color_label",
+            "color_score", "color_accepted", "color_image_weight",
+            "color_probabilities", "error",
+        ]
+        color = prediction["color"]
+        assert color["accepted"]  # tiny_export's threshold 0.34 is reached.
+        assert row["color_probabilities"] == pytest.approx(color["probabilities"])
+        assert_same(row, prediction, tasks=["color"])
+        # Pattern has no threshold (None): never accepted, so left empty.
+        assert row["pattern_accepted"] is False
+        assert row["pattern_label"] is row["pattern_score"] is None
+        assert row["pattern_probabilities"] is None
+    summary = capsys.readouterr().out
+    assert "accepted color: 2 of 2 (100.0%)" in summary
+    assert "accepted pattern: 0 of 2 (0.0%)" in summary
+
+
+# Runs the real command with each batch's write slowed down, so that a kill
+# lands midway.
+SLOW_PREDICT = """
+import sys, time
+import serving.predict as predict
+write = predict.PredictionWriter.write
+def slow_write(self, records):
+    write(self, records)
+    time.sleep(0.25)
+predict.PredictionWriter.write = slow_write
+sys.exit(predict.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.large  # A second process starting TensorFlow: about 30-40 s.
+def test_resume_after_a_kill_writes_every_row_once(
+    exported, images, predictor, tmp_path
+):
+    count = 240
+    names = ["jpeg", "png", "gif", "grey_jpeg"]
+    # Quoted newlines: a CSV record spans lines, as a real catalogue's may.
+    texts = [f"Red striped\ncotton dress {i}" if i % 3 == 0 else f"plain {i}"
+             for i in range(count)]
+    manifest = tmp_path / "items.csv"
+    write_csv(manifest, ["id", "image", "text"],
+              [[i, images[names[i % 4]], texts[i]] for i in range(count)])
+    output = tmp_path / "predictions.csv"
+    args = ["--model", exported.version_dir, "--manifest", manifest,
+            "--output", output, "--batch-size", "8", "--no-progress"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREDICT, *map(str, args)],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_ids(output)) < 40:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no rows written in 120 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    done = _ids(output)
+    assert 40 <= len(done) < count
+    assert done == [str(i) for i in range(len(done))]
+    # As if killed while writing a row: it ends inside a quoted field.
+    with open(output, "a", encoding="utf-8") as f:
+        f.write(f'{len(done)},{images["jpeg"]},"Red striped\ncotton')
+
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output, "--resume") == 0
+    written = read_csv(output)
+    assert [row["id"] for row in written] == [str(i) for i in range(count)]
+    assert [row["text"] for row in written] == texts
+    reference = predictor.predict([images[names[i % 4]] for i in range(count)], texts)
+    for row, prediction in zip(written, reference):
+        assert row["error"] == ""
+        assert_same(row, prediction)
+
+    # Resuming with other columns would mix two layouts in one file.
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output, "--resume", "--tasks", "color") == 1
+
+
+def _ids(path):
+    """The ids of the complete rows written so far."""
+    if not os.path.exists(path):
+        return []
+    columns = predict.output_columns(["id", "image", "text"], list(tiny_export.TASKS),
+                                     probabilities=False)
+    ids = []
+    predict.read_written_rows(str(path), columns, columns[3:],
+                              lambda record: ids.append(record["id"]))
+    return ids
