@@ -24,13 +24,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  Registers the TF Text ops exports use.
 
-from cmaclip_tf.data import bad_records
-from cmaclip_tf.data.file_records import text_problem
-from cmaclip_tf.data.image_validator import ImageValidator
+from cmaclip_tf.datasets import bad_records
+from cmaclip_tf.datasets.file_records import text_problem
 from cmaclip_tf.export import CONFIG_ASSET
-from cmaclip_tf.export import DEFAULT_MAX_TEXT_BYTES
 from cmaclip_tf.export import SERVING_DEFAULT
 from cmaclip_tf.inference_bundle import MODEL_FILE
+from cmaclip_tf.preprocessing.image_validator import ImageValidator
+from cmaclip_tf.serving_limits import ServingLimits
 
 TEXT_TOO_LONG = "text_too_long"
 MODEL_ERROR = "model_error"
@@ -69,7 +69,7 @@ class Predictor:
     ```
     """
 
-    def __init__(self, serve, tasks, labels, max_text_bytes=DEFAULT_MAX_TEXT_BYTES,
+    def __init__(self, serve, tasks, labels, max_text_bytes=ServingLimits.max_text_bytes,
                  source=None):
         self._serve = serve
         self.tasks = dict(tasks)
@@ -104,7 +104,7 @@ class Predictor:
             signature,
             config["tasks"],
             config["labels"],
-            max_text_bytes=config.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES),
+            max_text_bytes=config.get("max_text_bytes", ServingLimits.max_text_bytes),
             source=version_dir,
         )
         predictor._module = module  # Keeps the signature's variables alive.

@@ -46,13 +46,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from cmaclip_tf.data import ImagePreprocessor  # noqa: E402
-from cmaclip_tf.data import bad_records  # noqa: E402
-from cmaclip_tf.data.manifest import IMAGE_COLUMN  # noqa: E402
-from cmaclip_tf.data.manifest import TEXT_COLUMN  # noqa: E402
-from cmaclip_tf.data.manifest import manifest_columns  # noqa: E402
-from cmaclip_tf.data.manifest import manifest_rows  # noqa: E402
+from cmaclip_tf.datasets import bad_records  # noqa: E402
+from cmaclip_tf.datasets.manifest import IMAGE_COLUMN  # noqa: E402
+from cmaclip_tf.datasets.manifest import TEXT_COLUMN  # noqa: E402
+from cmaclip_tf.datasets.manifest import manifest_columns  # noqa: E402
+from cmaclip_tf.datasets.manifest import manifest_rows  # noqa: E402
 from cmaclip_tf.predictor import Predictor  # noqa: E402
+from cmaclip_tf.preprocessing import ImagePreprocessor  # noqa: E402
 
 OUTPUT_FIELDS = ("label", "score", "accepted", "image_weight")
 ERROR_COLUMN = "error"

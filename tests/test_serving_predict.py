@@ -12,16 +12,17 @@ import time
 
 import grpc
 import pytest
-from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 import tiny_export
-from serving import client
-from serving import predict
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from test_predictor import exported  # noqa: F401  Shared fixtures.
 from test_predictor import grey_images
 from test_predictor import predictor  # noqa: F401
-from test_serving import REPO
-from test_serving import ServerProcess
+from test_serving import start_server
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from serving import client
+from serving import predict
 
 TEXTS = ["Red striped cotton dress", "plain blue denim jacket, size 42",
          "Ünïcödé Straße — 100% silk", "grey wool scarf", ""]
@@ -69,7 +70,7 @@ def assert_same(row, prediction, tasks=tuple(tiny_export.TASKS)):
 def test_same_answers_as_the_grpc_path(exported, images, predictor, tmp_path):
     base = str(tmp_path / "served")
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))
-    server = ServerProcess(base, exported.model_name)
+    server = start_server(base, exported.model_name)
     names = ["jpeg", "png", "gif", "grey_jpeg", "grey_png"]
     try:
         channel = grpc.insecure_channel(server.address)

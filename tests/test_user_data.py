@@ -23,8 +23,8 @@ from fixtures_data import write_fashion_gen
 from fixtures_data import write_food101
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from serving.server_process import ServerProcess
 
+from serving.server_process import ServerProcess
 from trainers import run as run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
