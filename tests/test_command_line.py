@@ -4,8 +4,8 @@ clear line and a non-zero exit, and leave no workdir behind."""
 import os
 
 import pytest
-
 from fixtures_data import write_catalogue
+
 from trainers import command_line
 from trainers import run as run_cli
 
@@ -79,3 +79,33 @@ def test_errors_that_are_not_the_users_keep_their_traceback():
         command_line.run_reporting_errors(broken)
     assert command_line.run_reporting_errors(lambda: 0) == 0
     assert os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # Set by conftest or quieting.
+
+
+def test_noise_and_loss_flags_parse_to_data():
+    assert command_line.task_rates("0.2") == 0.2
+    assert command_line.task_rates("color=0.2,style=0") == {"color": 0.2, "style": 0.0}
+    assert command_line.loss_spec("gce") == "gce"
+    assert command_line.loss_spec("color=gce,style=sce") == {"color": "gce",
+                                                             "style": "sce"}
+    assert command_line.loss_spec('{"name": "gce", "q": 0.5}') == {"name": "gce",
+                                                                   "q": 0.5}
+    parser = run_cli.build_parser()
+    args = parser.parse_args(["--misleading-title", "color=0.3",
+                              "--irrelevant-image", "0.1", "--label-noise", "0.2"])
+    from trainers.input_data import synthetic_noise_config
+
+    config = synthetic_noise_config(args)
+    assert config.misleading_title_rate("color") == 0.3
+    assert config.misleading_title_rate("style") == 0.0
+    assert [config.irrelevant_image_rate(t) for t in ("color", "pattern", "style")
+            ] == [0.1, 0.1, 0.1]
+
+
+def test_generator_dials_on_other_datasets_are_refused(tmp_path, capsys):
+    catalogue = write_catalogue(str(tmp_path / "data"))
+    assert run_cli.main(["--dataset", "manifest", "--manifest", catalogue["train"],
+                         "--misleading-title", "0.2",
+                         "--workdir", str(tmp_path / "run")]) == 2
+    assert "apply to --dataset synthetic only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli.main(["--label-noise", "1.5"])

@@ -77,3 +77,31 @@ def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
     assert [v.tag for v in images] == ["attention_maps"]
     # A summary image holds width, height, then one PNG per figure.
     assert len(images[0].tensor.string_val) == 2 + 3
+
+
+def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny_clip):
+    dataset = load_dataset("manifest", manifest=catalogue["train"],
+                           val_manifest=catalogue["val"])
+    clean = RunData(dataset, seed=4)
+    noisy = RunData(dataset, seed=4, label_noise=0.5)
+    for data in (clean, noisy):
+        data.prepare(tiny_clip, get_model_config("tiny"))
+
+    def labels(data, epoch):
+        raw = data._noisy(data.dataset.epoch_split("train", 4, epoch))
+        return {e["id"]: int(e["labels"]["color"]) for e in raw.as_numpy_iterator()}
+
+    truth, first, second = labels(clean, 0), labels(noisy, 0), labels(noisy, 1)
+    assert first == second  # Keyed by example, not by epoch or position.
+    flipped = sum(first[i] != truth[i] for i in truth)
+    assert 0.25 * len(truth) < flipped < 0.75 * len(truth)
+    # The batches the trainer reads carry the flipped labels.
+    batched = [int(y) for _, b in noisy.train_batches(0, 5) for y in b["color"]]
+    order = [e["id"] for e in noisy.dataset.epoch_split("train", 4, 0)
+             .as_numpy_iterator()]
+    assert batched == [first[i] for i in order[: len(batched)]]
+    # Evaluation reads clean labels.
+    val = [int(y) for _, labels_ in noisy.eval_batches("validation", 8)
+           for y in labels_["color"]]
+    assert val == [int(y) for _, labels_ in clean.eval_batches("validation", 8)
+                   for y in labels_["color"]]

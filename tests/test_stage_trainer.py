@@ -132,3 +132,25 @@ def test_score_thresholds_on_a_hand_made_case():
     # Emitting down to 0.6 gives 3/4 = 0.75 precision, the most recall.
     assert thresholds["color"] == pytest.approx(0.6)
     assert thresholds["style"] is None
+
+
+def test_each_task_trains_with_its_own_loss(synthetic):
+    from cmaclip_tf.losses import masked_cross_entropy_sum
+    from cmaclip_tf.losses import masked_generalized_cross_entropy_sum
+    from cmaclip_tf.losses import task_losses
+
+    model, data, _, strategy = _setup(synthetic, "tuning")
+    trainer = StageTrainer(
+        model, STAGES["tuning"], strategy, 1e-3, 1e-4,
+        task_losses=task_losses({"color": {"name": "gce", "q": 0.5}}, model.tasks,
+                                default="ce"),
+    )
+    features, labels = next(iter(data.train_batches(0, BATCH)))
+    counts = {t: tf.reduce_sum(tf.cast(labels[t] >= 0, tf.float32)) for t in labels}
+    losses, _ = trainer._loss_and_gradients(features, labels, counts)
+    outputs = trainer._forward(features, training=False)  # No dropout in tiny.
+    gce, _ = masked_generalized_cross_entropy_sum(
+        outputs["color_logits"], labels["color"], q=0.5)
+    ce, _ = masked_cross_entropy_sum(outputs["style_logits"], labels["style"])
+    assert float(losses["color"]) == pytest.approx(float(gce) / BATCH, rel=1e-5)
+    assert float(losses["style"]) == pytest.approx(float(ce) / BATCH, rel=1e-5)

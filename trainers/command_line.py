@@ -44,6 +44,50 @@ def fraction(text):
     return value
 
 
+def rate(text):
+    """argparse type: a number between 0 and 1, both included."""
+    value = _number(text, float, "a number between 0 and 1")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1; got {text}")
+    return value
+
+
+def task_rates(text):
+    """argparse type: a rate for every task (`0.2`), or `task=rate` pairs.
+
+    Returns a float, or `{task: rate}`.
+    """
+    if "=" not in text:
+        return rate(text)
+    rates = {}
+    for pair in text.split(","):
+        task, _, value = pair.partition("=")
+        if not task.strip():
+            raise argparse.ArgumentTypeError(f"expected task=rate; got {pair!r}")
+        rates[task.strip()] = rate(value)
+    return rates
+
+
+def loss_spec(text):
+    """argparse type: a loss name, `task=name` pairs, or a JSON spec.
+
+    Returns what `cmaclip_tf.losses.task_losses` takes: a name, a dict with
+    a `"name"` and parameters, or `{task: spec}`.
+    """
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"invalid JSON: {error}") from None
+    if "=" in text:
+        return {task.strip(): name.strip() for task, _, name in
+                (pair.partition("=") for pair in text.split(","))}
+    return text
+
+
 def _number(text, kind, what):
     try:
         return kind(text)

@@ -4,7 +4,23 @@
 its report.
 """
 
-SUITES = {"ablation": ("zero_shot", "clip_linear", "no_ma_sa", "no_ma", "full")}
+SUITES = {
+    "ablation": ("zero_shot", "clip_linear", "no_ma_sa", "no_ma", "full"),
+    # One line per method (and loss) against the rate of one noise dial.
+    "noise_sweep": ("no_ma_sa", "no_ma", "full"),
+}
+# A sweep's dials: the trainers/run.py flag that sets each.
+DIALS = {
+    "misleading_title": "--misleading-title",
+    "irrelevant_image": "--irrelevant-image",
+    "label_noise": "--label-noise",
+}
+DIAL_LABELS = {
+    "misleading_title": "misleading titles (share per task)",
+    "irrelevant_image": "irrelevant images (share per task)",
+    "label_noise": "training label noise (share flipped per task)",
+}
+LOSS_LABELS = {"ce": "cross-entropy", "gce": "GCE", "sce": "SCE"}
 METHOD_LABELS = {
     "zero_shot": "Zero-shot CLIP",
     "clip_linear": "Fine-tuned CLIP",
@@ -35,3 +51,13 @@ CONDITION_LABELS = {
     "correct_attribute_words": "correct attribute words",
     "noise_image": "noise image",
 }
+
+
+def sweep_point_name(dial, rate):
+    """The folder of one rate of a sweep: `misleading_title_0.2`."""
+    return f"{dial}_{rate:g}"
+
+
+def sweep_config_name(method, loss, losses):
+    """A line of a sweep: the method, and its loss when several are swept."""
+    return method if list(losses) == ["ce"] else f"{method}-{loss}"

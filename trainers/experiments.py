@@ -37,11 +37,16 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from trainers import command_line  # noqa: E402
 from trainers.experiment_report import write_report  # noqa: E402
+from trainers.experiment_suites import DIALS  # noqa: E402
 from trainers.experiment_suites import DONE_FILE  # noqa: E402
 from trainers.experiment_suites import METHOD_RUNS  # noqa: E402
 from trainers.experiment_suites import SUITE_FILE  # noqa: E402
 from trainers.experiment_suites import SUITES  # noqa: E402
+from trainers.experiment_suites import sweep_config_name  # noqa: E402
+from trainers.experiment_suites import sweep_point_name  # noqa: E402
+from trainers.sweep_report import write_sweep_report  # noqa: E402
 
 
 def build_parser():
@@ -69,6 +74,16 @@ def build_parser():
                         "the results are the same).")
     parser.add_argument("--skip-noise", action="store_true",
                         help="No noise-robustness evaluation.")
+    sweep = parser.add_argument_group("noise_sweep")
+    sweep.add_argument("--dial", choices=sorted(DIALS),
+                       help="The noise the sweep turns: the generator's "
+                       "misleading titles or irrelevant images (synthetic), "
+                       "or training label noise (any dataset).")
+    sweep.add_argument("--rates", help="Comma-separated rates of the dial, "
+                       "e.g. 0,0.1,0.2,0.4.")
+    sweep.add_argument("--losses", default="ce",
+                       help="Comma-separated losses every method runs with "
+                       "(ce, gce, sce): one line each in the plots.")
     parser.add_argument("--run-args", default="",
                         help="More trainers/run.py flags for every run, quoted.")
     parser.add_argument("--report-only", action="store_true",
@@ -102,30 +117,37 @@ def methods_of(args):
     return methods
 
 
-def run_method(args, method, seed):
-    """Trains (or evaluates) one method for one seed, then its noise robustness."""
+def run_method(args, method, seed, workdir=None, extra=(), noise=True):
+    """Trains (or evaluates) one method for one seed, then its noise robustness.
+
+    Args:
+        workdir: the run's folder (default `WORKDIR/<method>/seed_<seed>`).
+        extra: more trainers/run.py flags (a sweep's dial and loss).
+        noise: evaluate the noise-robustness conditions afterwards.
+    """
     import keras
 
     from trainers import noise_robustness
     from trainers import run as run_cli
 
-    workdir = os.path.join(args.workdir, method, f"seed_{seed}")
+    workdir = workdir or os.path.join(args.workdir, method, f"seed_{seed}")
     done_path = os.path.join(workdir, DONE_FILE)
     if os.path.isfile(done_path):
-        print(f"[suite] {method} seed {seed}: finished earlier; skipping.", flush=True)
+        print(f"[suite] {workdir}: finished earlier; skipping.", flush=True)
         return
     print(f"[suite] {method} seed {seed} -> {workdir}", flush=True)
     started = time.time()
-    argv = shared_run_argv(args, seed, workdir)
+    argv = shared_run_argv(args, seed, workdir) + list(extra)
     commands = []
-    for extra in METHOD_RUNS[method]:
+    for stage_flags in METHOD_RUNS[method]:
         keras.backend.clear_session()
-        commands.append(argv + extra)
-        status = run_cli.main(argv + extra)
+        commands.append(argv + stage_flags)
+        status = run_cli.main(argv + stage_flags)
         if status:
-            raise RuntimeError(f"trainers/run.py {' '.join(argv + extra)} failed.")
+            raise RuntimeError(
+                f"trainers/run.py {' '.join(argv + stage_flags)} failed.")
     trained = time.time() - started
-    if not args.skip_noise:
+    if noise and not args.skip_noise:
         keras.backend.clear_session()
         # The run's own data flags (WORKDIR/run.json) pick the test split.
         noise_robustness.main(["--workdir", workdir])
@@ -136,6 +158,29 @@ def run_method(args, method, seed):
     with open(done_path, "w") as f:
         json.dump(record, f, indent=2)
         f.write("\n")
+
+
+def run_sweep(args, methods):
+    """Every method and loss at every rate of the dial, seeds outermost."""
+    rates = sweep_rates(args)
+    losses = args.losses.split(",")
+    for seed in range(args.seeds):
+        for rate in rates:
+            for method in methods:
+                for loss in losses:
+                    workdir = os.path.join(
+                        args.workdir, sweep_point_name(args.dial, rate),
+                        sweep_config_name(method, loss, losses), f"seed_{seed}",
+                    )
+                    run_method(args, method, seed, workdir, noise=False, extra=[
+                        DIALS[args.dial], str(rate), "--loss", loss])
+
+
+def sweep_rates(args):
+    if not args.dial or not args.rates:
+        raise ValueError("--suite noise_sweep needs --dial and --rates (e.g. "
+                         "--dial misleading_title --rates 0,0.1,0.2,0.4).")
+    return [float(r) for r in args.rates.split(",")]
 
 
 def effective_settings(args):
@@ -172,6 +217,7 @@ def effective_settings(args):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    command_line.quiet_tensorflow()
     methods = methods_of(args)
     os.makedirs(args.workdir, exist_ok=True)
     suite_path = os.path.join(args.workdir, SUITE_FILE)
@@ -188,10 +234,16 @@ def main(argv=None):
             json.dump({"command": command, "methods": list(methods),
                        "settings": settings}, f, indent=2)
             f.write("\n")
-        for seed in range(args.seeds):
-            for method in methods:
-                run_method(args, method, seed)
-    write_report(args.workdir, methods, command, settings)
+        if args.suite == "noise_sweep":
+            run_sweep(args, methods)
+        else:
+            for seed in range(args.seeds):
+                for method in methods:
+                    run_method(args, method, seed)
+    if args.suite == "noise_sweep":
+        write_sweep_report(args.workdir, args.dial, command, settings)
+    else:
+        write_report(args.workdir, methods, command, settings)
     print(f"[suite] Report: {os.path.join(args.workdir, 'report.md')} "
           f"({time.time() - started:.0f} s)")
     return 0

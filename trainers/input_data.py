@@ -4,7 +4,9 @@ import os
 
 import tensorflow as tf
 
+from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets import load_dataset
+from cmaclip_tf.datasets.label_noise import with_label_noise
 from cmaclip_tf.inference_bundle import save_inference_bundle
 from cmaclip_tf.input_pipeline import epoch_permutation
 from cmaclip_tf.input_pipeline import make_batches
@@ -35,16 +37,49 @@ def load_run_data(args):
         on_bad_record=args.on_bad_record,
         label_vocabularies=labels if os.path.isfile(labels) else None,
         image_size=config["image_size"],
+        synthetic_config=synthetic_noise_config(args),
     )
-    return RunData(dataset, seed=args.seed)
+    return RunData(dataset, seed=args.seed,
+                   label_noise=getattr(args, "label_noise", 0.0))
+
+
+def synthetic_noise_config(args):
+    """The generator's config with the run's modality-noise dials, or None."""
+    dials = {
+        dial: getattr(args, dial, None)
+        for dial in ("misleading_title", "irrelevant_image")
+    }
+    if all(value is None for value in dials.values()):
+        return None
+    if args.dataset != "synthetic":
+        raise ValueError(
+            "--misleading-title and --irrelevant-image set the generator's "
+            "noise; they apply to --dataset synthetic only."
+        )
+    config = SyntheticProductsConfig()
+    for dial, value in dials.items():
+        if isinstance(value, dict):
+            for task, rate in value.items():
+                config = config.with_rate(dial, rate, tasks=[task])
+        elif value is not None:
+            config = config.with_rate(dial, value)
+    return config
 
 
 class RunData:
-    """Batches of one `MultiTaskDataset` for training and evaluation."""
+    """Batches of one `MultiTaskDataset` for training and evaluation.
 
-    def __init__(self, dataset, seed=0):
+    Args:
+        dataset: `MultiTaskDataset`.
+        seed: the run's seed (epoch orders, label noise).
+        label_noise: share of training labels flipped per task (0: none);
+            the same labels in every epoch and in the feature cache.
+    """
+
+    def __init__(self, dataset, seed=0, label_noise=0.0):
         self.dataset = dataset
         self.seed = seed
+        self.label_noise = label_noise
         self.text_preprocessor = None
         self.image_preprocessor = None
 
@@ -97,11 +132,18 @@ class RunData:
         skip = skip_batches * batch_size
         if cached is None:
             raw = self.dataset.epoch_split("train", self.seed, epoch, skip)
-            dataset = self._batches(raw, batch_size, training=True)
+            dataset = self._batches(self._noisy(raw), batch_size, training=True)
         else:
             order = epoch_permutation(len(cached), self.seed, epoch)[skip:]
             dataset = cached.batches(order, batch_size)
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def _noisy(self, raw_train):
+        """Train's raw examples with the run's label noise (keyed by id)."""
+        if not self.label_noise:
+            return raw_train
+        return with_label_noise(raw_train, self.dataset.tasks.num_classes,
+                                self.label_noise, self.seed)
 
     def eval_batches(self, split, batch_size):
         """Every example of `split`, in file order."""
@@ -131,10 +173,12 @@ class RunData:
         fingerprint = weights_fingerprint(
             trainer.frozen_variables(), trainer.input_depth,
             self.dataset.name, self.num_train_examples, self.dataset.description,
+            self.seed, self.label_noise,
         )
         return FeatureCache.build(
             directory,
-            self.eval_batches("train", batch_size),
+            self._batches(self._noisy(self.dataset.split("train")), batch_size,
+                          training=False),
             tf.function(trainer.features_at_depth),
             fingerprint,
         )

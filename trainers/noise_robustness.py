@@ -115,9 +115,17 @@ def run_data_options(workdir, overrides=None):
         overrides: `{trainers/run.py flag name: value}`; `None` values are
             not overrides.
     """
+    record = read_run_record(workdir)
     options = {"name": "synthetic", "seed": 0}
-    options.update({DATA_FLAGS[k]: v for k, v in read_run_record(workdir).items()
+    options.update({DATA_FLAGS[k]: v for k, v in record.items()
                     if k in DATA_FLAGS and v is not None})
+    if record.get("misleading_title") is not None or record.get(
+            "irrelevant_image") is not None:
+        # The generator's noise dials make the run's test split too.
+        from trainers.input_data import synthetic_noise_config
+
+        options["synthetic_config"] = synthetic_noise_config(
+            argparse.Namespace(**record))
     for flag, value in (overrides or {}).items():
         if value is not None:
             options[DATA_FLAGS[flag]] = value

@@ -57,6 +57,20 @@ def build_parser():
                       help="skip (and count) corrupt or unlabelled records, or "
                       "stop at the first with its file and row.")
 
+    noise = parser.add_argument_group(
+        "noise", "Noise experiments (validation and test stay clean).")
+    noise.add_argument("--label-noise", type=command_line.rate, default=0.0,
+                       help="Flip this share of the training labels of every "
+                       "task to another class, seeded by --seed (any dataset).")
+    for dial, what in (("misleading-title", "titles that name a wrong value "
+                        "for the task, as a compatible product's ('matches red "
+                        "shoes')"),
+                       ("irrelevant-image", "images that show another "
+                        "product's value of the task")):
+        noise.add_argument(f"--{dial}", type=command_line.task_rates,
+                           help=f"synthetic: the share of {what}: a rate for "
+                           "every task, or task=rate pairs (color=0.2,style=0.1).")
+
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="tiny",
                        help="Model config: tiny, vit_b32, or a JSON file.")
@@ -109,6 +123,12 @@ def build_parser():
     training.add_argument("--checkpoint-every", type=command_line.positive_int,
                           default=50,
                           help="Steps between mid-epoch checkpoints.")
+    training.add_argument("--loss", type=command_line.loss_spec, default="ce",
+                          help="Per-task loss: ce (the paper's), gce "
+                          "(generalized cross-entropy, q=0.7) or sce "
+                          "(symmetric cross-entropy, alpha=0.1, beta=1); "
+                          "task=name pairs (color=gce,style=ce), or JSON with "
+                          "parameters ('{\"name\": \"gce\", \"q\": 0.5}').")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
                           help="Where checkpoints, metrics and TensorBoard go.")

@@ -9,7 +9,7 @@ RUN_FILE = "run.json"
 def run_record(args):
     """The flags of `args` (an argparse namespace) that JSON can hold."""
     return {key: value for key, value in sorted(vars(args).items())
-            if isinstance(value, (str, int, float, bool, type(None)))}
+            if isinstance(value, (str, int, float, bool, dict, list, type(None)))}
 
 
 def read_run_record(workdir):

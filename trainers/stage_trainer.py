@@ -10,7 +10,7 @@ per task, gradients summed across replicas by the Keras optimizer.
 import keras
 import tensorflow as tf
 
-from cmaclip_tf.multi_task_loss import masked_cross_entropy_sum
+from cmaclip_tf.losses import masked_cross_entropy_sum
 from trainers.evaluation import Evaluator
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -26,16 +26,21 @@ class StageTrainer:
         learning_rate: float. The base learning rate.
         weight_decay: float. AdamW's decoupled weight decay.
         jit_compile: bool. XLA-compile the forward and backward pass.
+        task_losses: `{task: fn(logits, labels) -> (sum, count)}`
+            (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
     """
 
     def __init__(
         self, model, schedule, strategy, learning_rate, weight_decay,
-        jit_compile=False,
+        jit_compile=False, task_losses=None,
     ):
         self.model = model
         self.schedule = schedule
         self.strategy = strategy
         self.tasks = list(model.tasks)
+        self.task_losses = task_losses or {
+            task: masked_cross_entropy_sum for task in self.tasks
+        }
         self.learning_rates = {}
         groups = model.module_groups()
         self.group_variables = {
@@ -119,7 +124,7 @@ class StageTrainer:
             outputs = self._forward(features, training=True)
             per_task = {}
             for task in self.tasks:
-                loss_sum, _ = masked_cross_entropy_sum(
+                loss_sum, _ = self.task_losses[task](
                     outputs[f"{task}_logits"], labels[task]
                 )
                 per_task[task] = loss_sum / tf.maximum(global_counts[task], 1.0)

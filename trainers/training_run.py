@@ -8,6 +8,7 @@ import time
 import keras
 import numpy as np
 
+from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
@@ -165,6 +166,7 @@ class TrainingRun:
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
+            task_losses=task_losses(args.loss, list(self.tasks), default="ce"),
         )
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
@@ -350,6 +352,8 @@ class TrainingRun:
             "batch_size": batch_size, "epochs": epochs, "seed": self.args.seed,
             "replicas": self.strategy.num_replicas_in_sync,
             "cache_features": bool(self.args.cache_features),
+            "loss": json.dumps(self.args.loss),
+            "label_noise": self.args.label_noise,
             "mixed_precision": bool(self.args.mixed_precision),
         }
 

@@ -63,8 +63,11 @@ def get_loss(spec="ce"):
     return functools.partial(fn, **spec)
 
 
-def task_losses(spec, tasks):
+def task_losses(spec, tasks, default=None):
     """`{task: loss fn}` from one spec for all tasks or `{task: spec}`.
+
+    With `{task: spec}`, tasks it leaves out get `default` (or, if `None`,
+    are an error); a task that is not in `tasks` is an error.
 
     Example:
 
@@ -76,7 +79,12 @@ def task_losses(spec, tasks):
     spec = "ce" if spec is None else spec
     if isinstance(spec, str) or "name" in spec:
         return {task: get_loss(spec) for task in tasks}
+    unknown = [task for task in spec if task not in tasks]
+    if unknown:
+        raise ValueError(
+            f"Per-task loss specs name task(s) {unknown}; the tasks are {tasks}."
+        )
     missing = [task for task in tasks if task not in spec]
-    if missing:
+    if missing and default is None:
         raise ValueError(f"The per-task loss specs have no task {missing}.")
-    return {task: get_loss(spec[task]) for task in tasks}
+    return {task: get_loss(spec.get(task, default)) for task in tasks}
