@@ -1,5 +1,5 @@
-"""SavedModel export: bundle round trip, layout, ops TF Serving can run,
-loading without keras or project code, and outputs equal to the model's."""
+"""SavedModel export: bundle round trip, layout, TF Serving's ops, loading
+without keras or project code, outputs equal to the model's."""
 
 import json
 import os
@@ -423,23 +423,10 @@ def test_export_cli(exported, tmp_path, capsys):
         == 1
     )
     assert "WORKDIR/inference" in capsys.readouterr().err
-    assert (
-        export_cli.main(
-            [
-                "--workdir",
-                workdir,
-                "--model-base-path",
-                str(tmp_path / "models"),
-                "--model-name",
-                "m",
-                "--version",
-                "5",
-                "--max-text-bytes",
-                "16",
-            ]
-        )
-        == 0
-    )
+    assert export_cli.main([
+        "--workdir", workdir, "--model-base-path", str(tmp_path / "models"),
+        "--model-name", "m", "--version", "5", "--max-text-bytes", "16",
+    ]) == 0
     path = capsys.readouterr().out.strip()
     assert path == str(tmp_path / "models" / "m" / "5")
     serve = tf.saved_model.load(path).signatures["serving_default"]

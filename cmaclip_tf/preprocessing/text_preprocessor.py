@@ -18,6 +18,7 @@ import tensorflow_text as tf_text
 
 from cmaclip_tf.models.bpe_vocabulary import bytes_to_unicode
 from cmaclip_tf.preprocessing import clip_unicode_tables
+from cmaclip_tf.preprocessing import row_ops
 from cmaclip_tf.preprocessing.clip_text_rules import END_OF_WORD
 from cmaclip_tf.preprocessing.clip_text_rules import END_TOKEN
 from cmaclip_tf.preprocessing.clip_text_rules import ID_LIMIT
@@ -28,11 +29,6 @@ from cmaclip_tf.preprocessing.clip_text_rules import WORD_PATTERN
 from cmaclip_tf.preprocessing.clip_text_rules import ranks_follow_parts
 from cmaclip_tf.preprocessing.clip_text_rules import read_merges
 from cmaclip_tf.preprocessing.clip_text_rules import text_bytes
-from cmaclip_tf.preprocessing.row_ops import cumsum_in_row
-from cmaclip_tf.preprocessing.row_ops import every_other_in_runs
-from cmaclip_tf.preprocessing.row_ops import first_in_segment
-from cmaclip_tf.preprocessing.row_ops import rank_in_row
-from cmaclip_tf.preprocessing.row_ops import split_on_token
 
 
 class TextPreprocessor(tf.Module):
@@ -233,7 +229,7 @@ class TextPreprocessor(tf.Module):
         batch = tf.size(texts, out_type=tf.int64)
         ids, rows = self._tokenize(texts, max_tokens=length - 2)
         # Token k of a text goes to column k + 1, after the start token.
-        columns = rank_in_row(rows, batch) + 1
+        columns = row_ops.rank_in_row(rows, batch) + 1
         token_ids = tf.tensor_scatter_nd_update(
             tf.fill(
                 tf.stack([batch, length]),
@@ -269,7 +265,7 @@ class TextPreprocessor(tf.Module):
             (END_TOKEN, self.end_token_id),
             (START_TOKEN, self.start_token_id),
         ):
-            pieces, piece_special_ids, parents = split_on_token(
+            pieces, piece_special_ids, parents = row_ops.split_on_token(
                 pieces, piece_special_ids, token, token_id
             )
             piece_rows = tf.gather(piece_rows, parents)
@@ -291,7 +287,7 @@ class TextPreprocessor(tf.Module):
             # A word of n bytes gives at least ceil(n / T) tokens, so a word
             # can only add `budget` kept tokens (see the class docstring).
             token_bytes = self.max_token_bytes
-            budget = max_tokens - cumsum_in_row(
+            budget = max_tokens - row_ops.cumsum_in_row(
                 (word_bytes + token_bytes - 1) // token_bytes,
                 word_rows,
                 num_texts,
@@ -308,7 +304,7 @@ class TextPreprocessor(tf.Module):
         )
         rows = tf.gather(word_rows, token_words)
         if max_tokens is not None:
-            keep = rank_in_row(rows, num_texts) < max_tokens
+            keep = row_ops.rank_in_row(rows, num_texts) < max_tokens
             ids = tf.boolean_mask(ids, keep)
             rows = tf.boolean_mask(rows, keep)
         return ids, rows
@@ -399,9 +395,9 @@ class TextPreprocessor(tf.Module):
                 packed < NO_MERGE
             )
             if self._merges_all_occurrences:
-                merge = every_other_in_runs(is_best)
+                merge = row_ops.every_other_in_runs(is_best)
             else:
-                merge = first_in_segment(is_best, pair_words, num_words)
+                merge = row_ops.first_in_segment(is_best, pair_words, num_words)
             ids = tf.where(
                 tf.concat([merge, [False]], 0),
                 tf.concat([packed % ID_LIMIT, [0]], 0),
