@@ -28,7 +28,8 @@ TEXT_HEIGHT = 56
 MARGIN = 8
 
 
-def token_attention_maps(model, inputs, token_positions, layer_index=-1):
+def token_attention_maps(model, inputs, token_positions, layer_index=-1,
+                         scores=None):
     """Heat maps `[B, grid, grid]` of text tokens over the image patches.
 
     Args:
@@ -38,13 +39,17 @@ def token_attention_maps(model, inputs, token_positions, layer_index=-1):
             start token) of the token(s) whose map to draw: an int or a list
             of ints each.
         layer_index: the fusion layer; negative counts from the end.
+        scores: `model.attention_scores(inputs, layer_index)`, if already
+            computed.
 
     Returns:
         float32 `[B, grid, grid]`, each map non-negative and summing to 1:
         the mean over heads of `softmax(QKᵀ/√d)` from the token to each patch,
         renormalized over the patches.
     """
-    scores = np.asarray(model.attention_scores(inputs, layer_index), np.float32)
+    if scores is None:
+        scores = model.attention_scores(inputs, layer_index)
+    scores = np.asarray(scores, np.float32)
     num_text = int(np.shape(inputs["token_ids"])[1])
     num_image = scores.shape[-1] - num_text  # [CLS] + patches.
     grid = int(round(math.sqrt(num_image - 1)))
@@ -107,14 +112,21 @@ def word_token_positions(text_preprocessor, text, word=None):
     )
 
 
-def most_attended_token(model, inputs, text_preprocessor, text, layer_index=-1):
+def most_attended_token(model, inputs, text_preprocessor, text, layer_index=-1,
+                        scores=None):
     """The word of `text` whose tokens attend most to the image patches.
+
+    Args:
+        scores: the layer's attention probabilities of `inputs`, if already
+            computed (`model.attention_scores`); else computed here.
 
     Returns:
         `(word, positions)`; the paper's "most relevant text token" when no
         word is given.
     """
-    scores = np.asarray(model.attention_scores(inputs, layer_index), np.float32)
+    if scores is None:
+        scores = model.attention_scores(inputs, layer_index)
+    scores = np.asarray(scores, np.float32)
     num_text = int(np.shape(inputs["token_ids"])[1])
     num_image = scores.shape[-1] - num_text
     mass = scores[0].mean(0)[num_image:, 1:num_image].sum(-1)  # Per query token.
@@ -227,18 +239,24 @@ def attention_map_figures(model, features, texts, text_preprocessor, mean=CLIP_M
         size: panel side, pixels.
     """
     images = denormalize_images(features["images"], mean, std)
+    inputs = {k: np.asarray(features[k])
+              for k in ("images", "token_ids", "padding_mask")}
+    # One forward pass for the whole batch; each example reads its slice.
+    scores = np.asarray(model.attention_scores(inputs, layer_index), np.float32)
     figures = []
     for i, text in enumerate(texts):
-        single = {k: np.asarray(v)[i : i + 1] for k, v in features.items()
-                  if k in ("images", "token_ids", "padding_mask")}
+        single = {k: v[i : i + 1] for k, v in inputs.items()}
+        own = scores[i : i + 1]
         word = words[i] if words else None
         if word is None:
             word, positions = most_attended_token(
-                model, single, text_preprocessor, text, layer_index
+                model, single, text_preprocessor, text, layer_index, scores=own
             )
         else:
             positions = word_token_positions(text_preprocessor, text, word)
-        attention = token_attention_maps(model, single, [positions], layer_index)[0]
+        attention = token_attention_maps(
+            model, single, [positions], layer_index, scores=own
+        )[0]
         figure = render_attention_map(images[i], attention, text, word, size=size)
         figures.append(np.asarray(figure, np.float32) / 255.0)
     return np.stack(figures)

@@ -9,6 +9,7 @@ exported, loaded by the server in a fresh process and asked over gRPC.
 
 import glob
 import json
+import math
 import os
 import re
 import subprocess
@@ -229,7 +230,8 @@ def test_csv_catalogue_trains_exports_and_serves(sources, tmp_path):
 
 @pytest.mark.large
 def test_the_ablation_suite_runs_on_a_users_manifest(sources, tmp_path):
-    """Methods and their noise-robustness evaluation read the run's own data."""
+    """The suite end to end on a manifest: each method, its noise-robustness
+    evaluation on the run's own data, and the report."""
     from trainers import experiments
 
     fixture = sources["fixtures"]["csv"]
@@ -237,11 +239,11 @@ def test_the_ablation_suite_runs_on_a_users_manifest(sources, tmp_path):
     run_args = (f"--manifest {fixture['train']} --val-manifest {fixture['val']} "
                 f"--test-manifest {fixture['val']}")
     assert experiments.main([
-        "--suite", "ablation", "--methods", "zero_shot,no_ma_sa", "--seeds", "1",
+        "--suite", "ablation", "--methods", "zero_shot,full", "--seeds", "1",
         "--dataset", "manifest", "--epochs", "1", "--batch-size", BATCH,
         "--workdir", str(workdir), "--run-args", run_args,
     ]) == 0
-    for method in ("zero_shot", "no_ma_sa"):
+    for method in ("zero_shot", "full"):
         with open(workdir / method / "seed_0" / "noise_robustness.json") as f:
             noise = json.load(f)
         # The manifest's attribute words are its class names: removing them
@@ -249,5 +251,10 @@ def test_the_ablation_suite_runs_on_a_users_manifest(sources, tmp_path):
         assert noise["no_attribute_words"]["color"]["named_share"] == 0.0
         assert noise["correct_attribute_words"]["color"]["named_share"] == 1.0
         assert noise["as_is"]["color"]["count"] == 6  # 7 rows, teal unknown.
+    assert (workdir / "full" / "seed_0" / "inference" / "model.keras").is_file()
     report = (workdir / "report.md").read_text()
-    assert "| CMA-CLIP w/o (MA + SA) |" in report and "| Color |" in report
+    assert "| Zero-shot CLIP |" in report and "| CMA-CLIP |" in report
+    assert "| Color |" in report and "### Mean λ" in report
+    rows = (workdir / "report.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 + 4 + 2 * 4 * 3  # Command, main table, noise table.
+    assert not math.isnan(float(rows[1].split(",")[4]))

@@ -1,5 +1,6 @@
 """The run's data: the dataset's splits as model batches, and feature caches."""
 
+import json
 import os
 
 import tensorflow as tf
@@ -82,6 +83,7 @@ class RunData:
         self.label_noise = label_noise
         self.text_preprocessor = None
         self.image_preprocessor = None
+        self._eval_batches = {}
 
     @property
     def tasks(self):
@@ -103,8 +105,19 @@ class RunData:
         return self.dataset.bad_records.recovered_counts()
 
     def prepare(self, clip, config):
-        """Builds the tokenizer and image preprocessing of the loaded CLIP."""
+        """Builds the tokenizer and image preprocessing of the loaded CLIP.
+
+        Every stage loads the same CLIP preset: the preprocessors (and the
+        evaluation pipelines built with them) are kept when nothing changed.
+        """
+        key = (config["sequence_length"], json.dumps(
+            clip.image_converter.get_config(), sort_keys=True, default=str),
+            len(clip.tokenizer.vocabulary), tuple(clip.tokenizer.merges[:8]))
+        if key == getattr(self, "_prepared_for", None):
+            return
+        self._prepared_for = key
         self.sequence_length = config["sequence_length"]
+        self._eval_batches = {}  # Built with these preprocessors.
         self.text_preprocessor = TextPreprocessor.from_tokenizer(
             clip.tokenizer, self.sequence_length
         )
@@ -146,8 +159,13 @@ class RunData:
                                 self.label_noise, self.seed)
 
     def eval_batches(self, split, batch_size):
-        """Every example of `split`, in file order."""
-        return self._batches(self.dataset.split(split), batch_size, False)
+        """Every example of `split`, in file order (built once per size)."""
+        key = (split, batch_size)
+        if key not in self._eval_batches:
+            self._eval_batches[key] = self._batches(
+                self.dataset.split(split), batch_size, False
+            )
+        return self._eval_batches[key]
 
     def preview(self, split, num_examples):
         """`(features, texts)` of the first `num_examples` good records."""
