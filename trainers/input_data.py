@@ -17,10 +17,17 @@ from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 
 
-def load_run_data(args):
-    """Loads `args.dataset` with the run's tasks, seed and bad-record policy."""
+def load_run_data(args, tasks=None):
+    """Loads `args.dataset` with the run's tasks, seed and bad-record policy.
+
+    Args:
+        args: the trainer's flags.
+        tasks: the tasks to read instead of `args.tasks`; `()` reads no
+            labels (image-text pairs, for contrastive training).
+    """
     config = get_model_config(args.model)
-    tasks = args.tasks.split(",") if args.tasks else None
+    if tasks is None and getattr(args, "tasks", None):
+        tasks = args.tasks.split(",")
     # A resumed or later-stage run reuses the label vocabularies it saved.
     labels = os.path.join(args.workdir, "label_vocabularies.json")
     dataset = load_dataset(
@@ -28,7 +35,7 @@ def load_run_data(args):
         data_dir=args.data_dir,
         manifest=args.manifest,
         val_manifest=args.val_manifest,
-        test_manifest=args.test_manifest,
+        test_manifest=getattr(args, "test_manifest", None),
         tasks=tasks,
         seed=args.seed,
         num_examples=args.num_examples,

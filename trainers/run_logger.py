@@ -56,6 +56,16 @@ class RunLogger:
         for writer in self._writers.values():
             writer.flush()
 
+    def scalars(self, stage, split, step, values):
+        """Logs `{tag: number}` to the stage's `split` writer."""
+        if not self.enabled:
+            return
+        writer = self._writer(stage, split)
+        with writer.as_default():
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value, step=step)
+        writer.flush()
+
     def bad_records(self, stage, step, counts, recovered=None):
         """Records skipped (`{split: {reason: n}}`) and kept by a fallback."""
         if not self.enabled:
