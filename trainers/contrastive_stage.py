@@ -196,7 +196,6 @@ class ContrastiveStage:
         checkpoints.mark_done(result)
         return result
 
-
     def _save_best(self, checkpoints, score, info):
         """Saves the best weights (the chief, to disk) and keeps them here.
 
