@@ -130,6 +130,20 @@ def latest_weights(stage_dir, worker=None):
     }
 
 
+def tensorboard_scalars(folder):
+    """`{tag: [values in order]}` of the scalars in a TensorBoard folder."""
+    values = {}
+    for path in sorted(tf.io.gfile.glob(os.path.join(folder, "*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if not value.HasField("tensor"):
+                    continue
+                array = tf.make_ndarray(value.tensor)
+                if array.shape == () and array.dtype.kind == "f":
+                    values.setdefault(value.tag, []).append(float(array))
+    return values
+
+
 def latest_position(stage_dir):
     """`(epoch, step)` of a stage's latest checkpoint, or None."""
     index = os.path.join(stage_dir, "latest", "checkpoint")

@@ -84,19 +84,6 @@ class ContrastiveStage:
         self.hparams = dict(hparams or {})
         self._best = None  # (weights, best.json record) once a best is saved.
 
-    def steps_per_epoch(self):
-        settings = self.settings
-        steps = self.data.num_train_examples // settings.batch_size
-        if settings.steps_per_epoch:
-            steps = min(steps, settings.steps_per_epoch)
-        if steps == 0:
-            raise ValueError(
-                f"--batch-size {settings.batch_size} exceeds the "
-                f"{self.data.num_train_examples} usable training pairs; pass "
-                "a smaller --batch-size."
-            )
-        return steps
-
     def run(self):
         """Trains (or resumes, or skips a finished stage); returns its result.
 
@@ -105,7 +92,8 @@ class ContrastiveStage:
         """
         settings = self.settings
         os.makedirs(self.stage_dir, exist_ok=True)
-        steps = self.steps_per_epoch()
+        steps = self.data.steps_per_epoch(settings.batch_size,
+                                          settings.steps_per_epoch)
         total_steps = steps * settings.epochs
         trainer = ContrastiveTrainer(
             self.backbone, self.strategy, settings.learning_rate,

@@ -38,7 +38,8 @@ class ContrastiveTrainer:
         total_steps: int. Steps of the whole run, the schedule's length;
             `None` keeps `learning_rate` constant.
         warmup_steps: int. Steps of the linear warmup from 0.
-        jit_compile: bool. XLA-compile the forward and backward pass.
+        jit_compile: bool. XLA-compile the forward and backward pass (one
+            replica only).
 
     Example:
     ```python
@@ -73,8 +74,18 @@ class ContrastiveTrainer:
                 var_list=[v for v in self.variables if len(v.shape) < 2]
             )
             self.optimizer.build(self.variables)
-        self._gradients = tf.function(self._loss_and_gradients,
-                                      jit_compile=jit_compile)
+        self._gradients = self._loss_and_gradients
+        if jit_compile:
+            if strategy.num_replicas_in_sync > 1:
+                # The loss all-gathers across replicas: a collective cannot
+                # sit in a nested (XLA) function of `strategy.run`.
+                raise ValueError(
+                    "--jit-compile compiles the contrastive loss, which "
+                    "all-gathers across replicas; drop --jit-compile when "
+                    "training on several devices or workers."
+                )
+            self._gradients = tf.function(self._loss_and_gradients,
+                                          jit_compile=True)
         self._train_step = tf.function(self._distributed_train_step)
         # The last batch is smaller: one more trace, not one per shape.
         self._embed_step = tf.function(self._distributed_embed_step,
@@ -97,6 +108,11 @@ class ContrastiveTrainer:
 
     def _replica_train_step(self, features):
         loss, gradients = self._gradients(features)
+        # The token embeddings' gradient is sparse, one slice per token of
+        # the batch; Keras's Adam squares each slice before adding a token's
+        # repeats, so its step would depend on how the batch is split over
+        # replicas. Dense, it is Adam's step on the global batch's gradient.
+        gradients = [tf.convert_to_tensor(g) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         return loss
 

@@ -100,6 +100,23 @@ class RunData:
         """Good training records (bad ones are already left out)."""
         return int(self.dataset.num_examples["train"])
 
+    def steps_per_epoch(self, batch_size, cap=None):
+        """Full global batches of train in an epoch, at most `cap`.
+
+        Raises:
+            ValueError: not one full batch (the flag to change is named).
+        """
+        steps = self.num_train_examples // batch_size
+        if cap:
+            steps = min(steps, cap)
+        if steps == 0:
+            raise ValueError(
+                f"--batch-size {batch_size} exceeds the "
+                f"{self.num_train_examples} usable training examples; pass "
+                "a smaller --batch-size."
+            )
+        return steps
+
     def save_labels(self, workdir):
         self.dataset.save(workdir)
 

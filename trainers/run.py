@@ -56,12 +56,16 @@ def build_parser():
                        choices=ALL_VARIANTS,
                        help="full CMA-CLIP; the paper's ablations no_ma "
                        "(without modality attention) and no_ma_sa (without "
-                       "both attentions); the baselines clip_linear "
-                       "(fine-tuned CLIP: pooled embeddings into a linear "
-                       "head) and zero_shot (CLIP with class prompts, no "
-                       "training).")
+                       "both attentions); the baselines clip_linear (CLIP + "
+                       "linear heads: pooled embeddings into a linear head "
+                       "per task), zero_shot (CLIP with class prompts, no "
+                       "training) and finetuned_clip (the paper's fine-tuned "
+                       "CLIP: CLIP trained contrastively on the training "
+                       "split's image-title pairs for the end2end epochs, "
+                       "then zero_shot).")
     model.add_argument("--prompt", default="a photo of a {label}",
-                       help="zero_shot: the prompt template of a class.")
+                       help="zero_shot, finetuned_clip: the prompt template "
+                       "of a class.")
 
     training = parser.add_argument_group("training")
     training.add_argument("--stage", default="all",
@@ -105,6 +109,12 @@ def build_parser():
                           "(symmetric cross-entropy, alpha=0.1, beta=1); "
                           "task=name pairs (color=gce,style=ce), or JSON with "
                           "parameters ('{\"name\": \"gce\", \"q\": 0.5}').")
+    training.add_argument("--contrastive-weight",
+                          type=command_line.non_negative_float, default=0.0,
+                          help="α: add α times CLIP's image-title InfoNCE "
+                          "(global batch, CLIP's pooled embeddings) to the "
+                          "classification loss in stages where CLIP trains "
+                          "(end2end); 0, the paper's recipe, adds nothing.")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
                           help="Where checkpoints, metrics and TensorBoard go.")

@@ -52,7 +52,7 @@ def read_manifest(path, tasks=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Manifest {path} not found; pass a CSV or JSON Lines file with "
-            "columns image, text and one per task (--manifest)."
+            "columns image, text and one per task to classify (--manifest)."
         )
     columns = _columns(path)
     missing = [c for c in (IMAGE_COLUMN, TEXT_COLUMN) if c not in columns]
