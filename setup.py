@@ -13,7 +13,11 @@ setuptools.setup(
         include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "serving"]
     ),
     package_data={
-        "cmaclip_tf": ["configs/*.json", "models/*.txt", "preprocessing/assets/*.json"]
+        "cmaclip_tf": [
+            "configs/*.json", "models/*.txt", "preprocessing/assets/*.json",
+            # Shipped CLIP presets: keras-hub preset folders.
+            "models/presets/*/*", "models/presets/*/assets/*/*",
+        ]
     },
     python_requires=">=3.10",
     install_requires=[

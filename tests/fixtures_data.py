@@ -9,6 +9,9 @@
   Latin-1 descriptions (as the publishers' files have) and an unknown
   sub-category in validation.
 - `write_manifest`: a CSV manifest with missing labels and bad rows.
+- `write_shape_captions`: someone else's image-caption pairs (colored shapes
+  drawn with PIL, captions naming them) and a labelled manifest of the same
+  kind of images, for pretraining then zero-shot classification.
 """
 
 import csv
@@ -18,6 +21,7 @@ import os
 
 import numpy as np
 from PIL import Image
+from PIL import ImageDraw
 
 FOOD_CLASSES = ("apple_pie", "pizza", "sushi")
 FOOD_COLORS = {
@@ -356,3 +360,71 @@ def write_catalogue(root, jsonl=False, per_class=12):
         "bad_train": bad_train,
         "bad_val": {"unknown_label": 1},
     }
+
+
+SHAPE_COLORS = {
+    "red": (215, 35, 35),
+    "green": (35, 165, 55),
+    "blue": (40, 70, 215),
+    "yellow": (235, 210, 40),
+}
+SHAPES = ("circle", "square", "triangle")
+SHAPE_CAPTIONS = ("a photo of a {color} {shape}", "a {color} {shape}",
+                  "a {shape} in {color}", "{shape}, {color}",
+                  "a photo of a {color}", "a photo of a {shape}")
+
+
+def shape_image(rng, color, shape, size=64):
+    """A shape of `color` at a random place and size on a light background."""
+    background = tuple(int(v) for v in rng.integers(190, 250, 3))
+    image = Image.new("RGB", (size, size), background)
+    radius = size * rng.uniform(0.2, 0.35)
+    cx, cy = size / 2 + rng.uniform(-0.12, 0.12, 2) * size
+    box = [cx - radius, cy - radius, cx + radius, cy + radius]
+    draw = ImageDraw.Draw(image)
+    if shape == "circle":
+        draw.ellipse(box, fill=SHAPE_COLORS[color])
+    elif shape == "square":
+        draw.rectangle(box, fill=SHAPE_COLORS[color])
+    else:
+        draw.polygon([(cx, cy - radius), (cx - radius, cy + radius),
+                      (cx + radius, cy + radius)], fill=SHAPE_COLORS[color])
+    return image
+
+
+def write_shape_captions(root, num_pairs=400, num_labelled=60, seed=0):
+    """Writes `pairs.csv` (image, text) and `labelled.csv` (image, text, color,
+    shape) of colored shapes, each image a PNG in `images/`.
+
+    Captions name the color, the shape or both, in varied templates; the
+    labelled rows (other images) carry a neutral text, so only the image
+    can tell their classes.
+
+    Returns:
+        `{"pairs": path, "labelled": path}`.
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    colors = sorted(SHAPE_COLORS)
+    paths = {}
+    for name, count in (("pairs", num_pairs), ("labelled", num_labelled)):
+        rows = []
+        for i in range(count):
+            color, shape = colors[i % len(colors)], SHAPES[i % len(SHAPES)]
+            if name == "pairs":  # Any mix; labelled rows cover each pair.
+                color, shape = rng.choice(colors), rng.choice(SHAPES)
+            image = f"images/{name}_{i}.png"
+            shape_image(rng, color, shape).save(os.path.join(root, image))
+            template = SHAPE_CAPTIONS[rng.integers(len(SHAPE_CAPTIONS))]
+            text = (template.format(color=color, shape=shape)
+                    if name == "pairs" else "an item")
+            rows.append({"image": image, "text": text, "color": color,
+                         "shape": shape})
+        columns = ["image", "text"] + (["color", "shape"] if name == "labelled"
+                                       else [])
+        paths[name] = os.path.join(root, f"{name}.csv")
+        with open(paths[name], "w", newline="") as f:
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return paths

@@ -153,3 +153,25 @@ def test_write_images_and_image_text_manifests(tmp_path):
         np.testing.assert_array_equal(pixels, example.image)  # PNG: lossless.
     with pytest.raises(ValueError, match="jpeg"):
         corpus.write(str(tmp_path), {"train": 1}, image_format="gif")
+
+
+def test_caption_corpus_dataset_has_pairs_and_no_labels():
+    from cmaclip_tf.datasets import load_dataset
+
+    dataset = load_dataset("caption_corpus", tasks=(), seed=3,
+                           num_examples={"train": 4, "validation": 2})
+    assert dataset.num_examples == {"train": 4, "validation": 2, "test": 0}
+    corpus = CaptionCorpus(CaptionCorpusConfig(seed=3))
+    examples = list(dataset.epoch_split("train", seed=0, epoch=0)
+                    .as_numpy_iterator())
+    from cmaclip_tf.input_pipeline import epoch_permutation
+
+    order = epoch_permutation(4, 0, 0)
+    for position, example in zip(order, examples):
+        expected = corpus.example("train", int(position))
+        assert example["text"].decode() == expected.caption
+        np.testing.assert_array_equal(example["image"], expected.image)
+        assert example["labels"] == {}
+    # A labelled run (tasks left to the dataset) gets a clear error.
+    with pytest.raises(ValueError, match="trainers/pretrain.py"):
+        load_dataset("caption_corpus")

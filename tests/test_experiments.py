@@ -173,7 +173,9 @@ def test_every_method_runs_the_shared_flags():
     for flag, value in vars(run).items():
         if flag not in given:
             assert value == getattr(defaults, flag), flag
-    # Fine-tuned CLIP: warmup then end2end; CMA-CLIP and ablations: all stages.
+    # CLIP + linear heads: warmup then end2end; the fine-tuned CLIP: one run
+    # (contrastive, then zero-shot); CMA-CLIP and ablations: all stages.
     assert [run[-1] for run in METHOD_RUNS["clip_linear"]] == ["warmup", "end2end"]
+    assert METHOD_RUNS["finetuned_clip"] == [["--variant", "finetuned_clip"]]
     for method in ("full", "no_ma", "no_ma_sa"):
         assert METHOD_RUNS[method] == [["--variant", method, "--stage", "all"]]

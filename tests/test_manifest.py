@@ -190,3 +190,29 @@ def test_bad_record_counter_policy():
         BadRecordCounter("error").report("train", "missing_image", "a.csv:3")
     with pytest.raises(ValueError):
         BadRecordCounter("ignore")
+
+
+def test_image_text_pairs_without_task_columns_need_tasks_none_asked(tmp_path):
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(encoded_image((200, 30, 40)))
+    (folder / "b.jpg").write_bytes(encoded_image((30, 30, 200)))
+    (folder / "c.jpg").write_bytes(b"not an image")
+    manifest = folder / "pairs.csv"
+    manifest.write_text("image,text\na.jpg,a red dress\nb.jpg,blue shorts\n"
+                        "c.jpg,broken\nmissing.jpg,gone\n")
+    # A labelled run needs a task column; pretraining asks for none.
+    with pytest.raises(ValueError, match="no task columns"):
+        load_dataset("manifest", manifest=str(manifest))
+    dataset = load_dataset("manifest", manifest=str(manifest),
+                           val_manifest=str(manifest), tasks=())
+    assert dataset.task_names == []
+    assert dataset.num_examples == {"train": 2, "validation": 2, "test": 0}
+    assert dataset.bad_records.counts()["train"] == {
+        "corrupt_image": 1, "missing_image": 1}
+    texts = [e["text"] for e in dataset.split("train").as_numpy_iterator()]
+    assert texts == [b"a red dress", b"blue shorts"]
+    # Without a validation manifest, a share of train (one stratum) is carved.
+    carved = load_dataset("manifest", manifest=str(manifest), tasks=(),
+                          val_fraction=0.5)
+    assert carved.num_examples["train"] + carved.num_examples["validation"] == 2

@@ -3,55 +3,24 @@
 import glob
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
-import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
+from trainer_processes import assert_same_weights
+from trainer_processes import h5_weights
+from trainer_processes import kill_mid_epoch
+from trainer_processes import latest_weights
+from trainer_processes import run_on_two_cpus
+from trainer_processes import run_trainer
+from trainer_processes import run_two_workers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--dataset", "synthetic", "--num-examples", "48", "--batch-size", "8",
          "--quiet", "--seed", "1"]
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
 def _run(args, check=True, **kwargs):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "trainers", "run.py"), *args],
-        env=_env(), capture_output=True, text=True, timeout=600, **kwargs,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
-    return result.stdout
-
-
-def _weights(path):
-    """All arrays of a Keras `.weights.h5` file, by path."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: arrays.__setitem__(name, obj[()])
-            if isinstance(obj, h5py.Dataset) else None
-        )
-    return arrays
-
-
-def _assert_same_weights(a, b, atol=0.0):
-    assert sorted(a) == sorted(b)
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], atol=atol, err_msg=key)
+    return run_trainer("run", args, check=check, **kwargs)
 
 
 def test_help_explains_every_flag():
@@ -105,40 +74,13 @@ def test_end2end_without_warmup_says_it_starts_from_clip(tmp_path):
     assert "No warmup checkpoint" in out and "pretrained CLIP" in out
 
 
-def _latest_position(stage_dir):
-    index = os.path.join(stage_dir, "latest", "checkpoint")
-    if not os.path.isfile(index):
-        return None
-    try:
-        path = tf.train.latest_checkpoint(os.path.join(stage_dir, "latest"))
-        reader = tf.train.load_checkpoint(path)
-        return (int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")),
-                int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")))
-    except (tf.errors.OpError, ValueError, TypeError):
-        return None  # Caught between writes; look again.
-
-
 @pytest.mark.large
 def test_sigkill_mid_epoch_resumes_without_repeating_epochs(tmp_path):
     args = [*QUICK, "--stage", "warmup", "--epochs", "3",
             "--checkpoint-every", "2"]
     killed = str(tmp_path / "killed")
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "trainers", "run.py"), *args,
-         "--workdir", killed],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    position = None
-    while time.time() < deadline and process.poll() is None:
-        position = _latest_position(os.path.join(killed, "warmup"))
-        if position is not None and position[0] >= 1 and position[1] > 0:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before a mid-epoch checkpoint"
-    epoch, step = position
+    epoch, step = kill_mid_epoch("run", [*args, "--workdir", killed],
+                                 os.path.join(killed, "warmup"))
 
     out = _run([*args, "--workdir", killed])
     assert "Resuming from" in out
@@ -149,78 +91,35 @@ def test_sigkill_mid_epoch_resumes_without_repeating_epochs(tmp_path):
     uninterrupted = str(tmp_path / "uninterrupted")
     _run([*args, "--workdir", uninterrupted])
     # CPU kernels and tf.data here are deterministic: the same result.
-    _assert_same_weights(
-        _weights(os.path.join(killed, "warmup", "best.weights.h5")),
-        _weights(os.path.join(uninterrupted, "warmup", "best.weights.h5")),
+    assert_same_weights(
+        h5_weights(os.path.join(killed, "warmup", "best.weights.h5")),
+        h5_weights(os.path.join(uninterrupted, "warmup", "best.weights.h5")),
         atol=1e-6,
     )
-
-
-_TWO_CPUS = (
-    "import sys, tensorflow as tf\n"
-    "cpu = tf.config.list_physical_devices('CPU')[0]\n"
-    "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
-    "from trainers.run import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
-
-def _latest_weights(workdir, stage="warmup", worker=None):
-    folder = os.path.join(workdir, stage, "latest")
-    if worker is not None:
-        folder = os.path.join(workdir, stage, f".worker_{worker}", "latest")
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(folder))
-    return {
-        name: reader.get_tensor(name)
-        for name in reader.get_variable_to_shape_map()
-        if name.startswith("model/") and "OPTIMIZER_SLOT" not in name
-    }
 
 
 @pytest.mark.large
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     args = [*QUICK, "--stage", "warmup", "--epochs", "1", "--steps-per-epoch", "2"]
     mirrored = str(tmp_path / "mirrored")
-    result = subprocess.run(
-        [sys.executable, "-c", _TWO_CPUS, *args, "--strategy", "mirrored",
-         "--workdir", mirrored],
-        env=_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_on_two_cpus("run", [*args, "--strategy", "mirrored",
+                            "--workdir", mirrored])
     single = str(tmp_path / "single")
     _run([*args, "--strategy", "one_device", "--workdir", single])
     # Two replicas of 4 see the same global batch of 8 as one replica.
-    _assert_same_weights(_latest_weights(mirrored), _latest_weights(single), atol=1e-5)
+    assert_same_weights(latest_weights(os.path.join(mirrored, "warmup")),
+                        latest_weights(os.path.join(single, "warmup")), atol=1e-5)
     hparams = json.load(open(os.path.join(mirrored, "warmup", "best.json")))
     assert hparams["epoch"] == 1
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.large
 def test_multi_worker_keeps_both_workers_identical(tmp_path):
     workdir = str(tmp_path / "mw")
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster,
-                                "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "trainers", "run.py"), *QUICK,
-             "--stage", "warmup", "--epochs", "1", "--steps-per-epoch", "2",
-             "--strategy", "multi_worker", "--workdir", workdir],
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-        ))
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for p, out in zip(processes, outputs):
-        assert p.returncode == 0, out[-3000:]
-    chief = _latest_weights(workdir)
-    worker = _latest_weights(workdir, worker=1)
-    _assert_same_weights(chief, worker, atol=0.0)
+    outputs = run_two_workers("run", [
+        *QUICK, "--stage", "warmup", "--epochs", "1", "--steps-per-epoch", "2",
+        "--strategy", "multi_worker", "--workdir", workdir])
+    chief = latest_weights(os.path.join(workdir, "warmup"))
+    worker = latest_weights(os.path.join(workdir, "warmup"), worker=1)
+    assert_same_weights(chief, worker, atol=0.0)
     assert "New best checkpoint" in outputs[0]

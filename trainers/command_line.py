@@ -1,5 +1,5 @@
-"""What the command-line tools share: argument types, a quiet console, and
-errors reported in one line.
+"""What the command-line tools share: argument types, the data and system
+flags, a quiet console, and errors reported in one line.
 
 Imports no TensorFlow: `quiet_tensorflow` must run before it is imported.
 """
@@ -100,6 +100,78 @@ def _bounded(text, kind, minimum, what):
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {text}")
     return value
+
+
+def add_data_arguments(parser, dataset_help, labels=True,
+                       default_dataset="synthetic"):
+    """The `data` flags of `trainers/run.py` and `trainers/pretrain.py`.
+
+    Args:
+        parser: `argparse.ArgumentParser`.
+        dataset_help: the `--dataset` help (which datasets the tool reads).
+        labels: add the flags that only a labelled run needs (`--tasks`,
+            `--test-manifest`).
+        default_dataset: `--dataset`'s default.
+    """
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=default_dataset, help=dataset_help)
+    data.add_argument("--data-dir", help="Folder of the dataset's raw files, "
+                      "or a TFDS data_dir holding a built dataset.")
+    data.add_argument("--manifest", help="Training manifest (CSV or JSONL).")
+    data.add_argument("--val-manifest", help="Validation manifest.")
+    if labels:
+        data.add_argument("--test-manifest", help="Test manifest.")
+        data.add_argument("--tasks", help="Comma-separated tasks to train "
+                          "(default: all the dataset has).")
+    data.add_argument("--num-examples", type=positive_int,
+                      help="Generated datasets: number of training examples "
+                      "(validation and test scale with it); files: read only "
+                      "the first N of each split.")
+    data.add_argument("--val-size", type=non_negative_int,
+                      help="Validation examples carved out of train where the "
+                      "dataset has no validation split (food101, fashion_gen, "
+                      "a manifest without --val-manifest). Default: 5,000 for "
+                      "food101 and fashion_gen (as MMBT), or 10%% of a train "
+                      "split too small for that; 10%% for a manifest.")
+    data.add_argument("--val-fraction", type=fraction,
+                      help="Share of train for validation instead of "
+                      "--val-size (the paper: 0.2).")
+    data.add_argument("--on-bad-record", default="skip", choices=["skip", "error"],
+                      help="skip (and count) corrupt or unlabelled records, or "
+                      "stop at the first with its file and row.")
+    return data
+
+
+def add_system_arguments(parser):
+    """The `system` flags every trainer has: strategy, XLA, console."""
+    system = parser.add_argument_group("system")
+    system.add_argument("--strategy", default="auto",
+                        choices=["auto", "one_device", "mirrored",
+                                 "multi_worker", "tpu"],
+                        help="tf.distribute strategy (multi_worker reads "
+                        "TF_CONFIG).")
+    system.add_argument("--tpu", help="TPU name or address for --strategy tpu.")
+    system.add_argument("--jit-compile", action="store_true",
+                        help="XLA-compile the train step.")
+    system.add_argument("--quiet", action="store_true", help="No progress bars.")
+    system.add_argument("--debug", action="store_true",
+                        help="TensorFlow's own log lines, and the full "
+                        "traceback of an error.")
+    return system
+
+
+def check_dataset_name(parser, name):
+    """Exits with a usage error for a dataset `load_dataset` does not know.
+
+    Imports TensorFlow: call it after `quiet_tensorflow`.
+    """
+    from cmaclip_tf.datasets import registry
+
+    if not registry.is_dataset_name(name):
+        parser.error(
+            f"argument --dataset: unknown dataset {name!r}; use one of "
+            f"{', '.join(registry.available_datasets())} or tfds:<builder>"
+        )
 
 
 def quiet_tensorflow(debug=False):

@@ -5,7 +5,8 @@ its report.
 """
 
 SUITES = {
-    "ablation": ("zero_shot", "clip_linear", "no_ma_sa", "no_ma", "full"),
+    "ablation": ("zero_shot", "finetuned_clip", "clip_linear", "no_ma_sa",
+                 "no_ma", "full"),
     # One line per method (and loss) against the rate of one noise dial.
     "noise_sweep": ("no_ma_sa", "no_ma", "full"),
 }
@@ -23,7 +24,8 @@ DIAL_LABELS = {
 LOSS_LABELS = {"ce": "cross-entropy", "gce": "GCE", "sce": "SCE"}
 METHOD_LABELS = {
     "zero_shot": "Zero-shot CLIP",
-    "clip_linear": "Fine-tuned CLIP",
+    "finetuned_clip": "Fine-tuned CLIP",
+    "clip_linear": "CLIP + linear heads",
     "no_ma_sa": "CMA-CLIP w/o (MA + SA)",
     "no_ma": "CMA-CLIP w/o MA",
     "full": "CMA-CLIP",
@@ -31,6 +33,7 @@ METHOD_LABELS = {
 # Per method, the trainers/run.py calls in order (after the shared flags).
 METHOD_RUNS = {
     "zero_shot": [["--variant", "zero_shot"]],
+    "finetuned_clip": [["--variant", "finetuned_clip"]],
     "clip_linear": [
         ["--variant", "clip_linear", "--stage", "warmup"],
         ["--variant", "clip_linear", "--stage", "end2end"],

@@ -7,11 +7,13 @@ Trains and evaluates every method of the ablation suite with `trainers/run.py`
 (same trainer, same splits), one seed per run, into `WORKDIR/<method>/seed_<s>/`:
 
 - `zero_shot`: raw CLIP with class prompts, no training (Table 2, "Raw CLIP");
-- `clip_linear`: fine-tuned CLIP, CLIP's pooled image and text embeddings into
+- `finetuned_clip`: CLIP fine-tuned contrastively on the training split's
+  image-title pairs (the end2end epochs), then classifying with class
+  prompts as `zero_shot` does (Table 2, "Fine-tuned CLIP");
+- `clip_linear`: CLIP + linear heads, CLIP's pooled image and text embeddings into
   a linear head per task; a warmup stage (CLIP frozen: a linear probe) then an
   end2end stage (CLIP trained), the same warmup and end2end epochs as
-  CMA-CLIP but no tuning stage, which is part of CMA-CLIP's recipe
-  (Table 2, "Fine-tuned CLIP");
+  CMA-CLIP but no tuning stage, which is part of CMA-CLIP's recipe;
 - `no_ma_sa`, `no_ma`, `full`: CMA-CLIP without modality and sequence-wise
   attention, without modality attention, and whole, all three stages
   (`--stage all`; Table 6).

@@ -18,10 +18,17 @@ from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 
 
-def load_run_data(args):
-    """Loads `args.dataset` with the run's tasks, seed and bad-record policy."""
+def load_run_data(args, tasks=None):
+    """Loads `args.dataset` with the run's tasks, seed and bad-record policy.
+
+    Args:
+        args: the trainer's flags.
+        tasks: the tasks to read instead of `args.tasks`; `()` reads no
+            labels (image-text pairs, for contrastive training).
+    """
     config = get_model_config(args.model)
-    tasks = args.tasks.split(",") if args.tasks else None
+    if tasks is None and getattr(args, "tasks", None):
+        tasks = args.tasks.split(",")
     # A resumed or later-stage run reuses the label vocabularies it saved.
     labels = os.path.join(args.workdir, "label_vocabularies.json")
     dataset = load_dataset(
@@ -29,7 +36,7 @@ def load_run_data(args):
         data_dir=args.data_dir,
         manifest=args.manifest,
         val_manifest=args.val_manifest,
-        test_manifest=args.test_manifest,
+        test_manifest=getattr(args, "test_manifest", None),
         tasks=tasks,
         seed=args.seed,
         num_examples=args.num_examples,
@@ -94,6 +101,23 @@ class RunData:
     def num_train_examples(self):
         """Good training records (bad ones are already left out)."""
         return int(self.dataset.num_examples["train"])
+
+    def steps_per_epoch(self, batch_size, cap=None):
+        """Full global batches of train in an epoch, at most `cap`.
+
+        Raises:
+            ValueError: not one full batch (the flag to change is named).
+        """
+        steps = self.num_train_examples // batch_size
+        if cap:
+            steps = min(steps, cap)
+        if steps == 0:
+            raise ValueError(
+                f"--batch-size {batch_size} exceeds the "
+                f"{self.num_train_examples} usable training examples; pass "
+                "a smaller --batch-size."
+            )
+        return steps
 
     def save_labels(self, workdir):
         self.dataset.save(workdir)

@@ -65,7 +65,8 @@ def load_run_model(workdir, model_config=None, prompt=None):
 
     A trained run has an inference bundle; a zero-shot run has none, so its
     model is rebuilt from CLIP and the class prompts, as the trainer built it
-    (its model config, CLIP preset and prompt from `run.json`, unless given).
+    (its model config, CLIP preset and prompt from `run.json`, unless given;
+    a `finetuned_clip` run's CLIP from its `preset/`).
     """
     from cmaclip_tf.inference_bundle import load_inference_bundle
 
@@ -90,7 +91,10 @@ def load_run_model(workdir, model_config=None, prompt=None):
 
     run = read_run_record(workdir)
     config = get_model_config(model_config or run.get("model") or "tiny")
-    clip = load_clip(run.get("clip_preset") or config["clip_preset"])
+    # A fine-tuned CLIP (--variant finetuned_clip) is in the run's preset/.
+    tuned = os.path.join(workdir, "preset")
+    clip = load_clip(tuned if os.path.isdir(tuned)
+                     else run.get("clip_preset") or config["clip_preset"])
     prompt = prompt or run.get("prompt")
     text_preprocessor = TextPreprocessor.from_tokenizer(
         clip.tokenizer, config["sequence_length"]

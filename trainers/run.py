@@ -25,37 +25,13 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset", default="synthetic",
-        help="synthetic: generated product attributes (no files needed); "
+    command_line.add_data_arguments(
+        parser,
+        "synthetic: generated product attributes (no files needed); "
         "manifest: CSV/JSONL manifests; food101: UPMC Food-101 folder; "
         "fashion_gen: Fashion-Gen HDF5 files; tfds:upmc_food101 or "
         "tfds:fashion_gen: a built TFDS dataset in --data-dir.",
     )
-    data.add_argument("--data-dir", help="Folder of the dataset's raw files, "
-                      "or a TFDS data_dir holding a built dataset.")
-    data.add_argument("--manifest", help="Training manifest (CSV or JSONL).")
-    data.add_argument("--val-manifest", help="Validation manifest.")
-    data.add_argument("--test-manifest", help="Test manifest.")
-    data.add_argument("--tasks", help="Comma-separated tasks to train "
-                      "(default: all the dataset has).")
-    data.add_argument("--num-examples", type=command_line.positive_int,
-                      help="synthetic: number of training examples (validation "
-                      "and test scale with it); files: read only the first N "
-                      "of each split.")
-    data.add_argument("--val-size", type=command_line.non_negative_int,
-                      help="Validation examples carved out of train where the "
-                      "dataset has no validation split (food101, fashion_gen, "
-                      "a manifest without --val-manifest). Default: 5,000 for "
-                      "food101 and fashion_gen (as MMBT), or 10%% of a train "
-                      "split too small for that; 10%% for a manifest.")
-    data.add_argument("--val-fraction", type=command_line.fraction,
-                      help="Share of train for validation instead of "
-                      "--val-size (the paper: 0.2).")
-    data.add_argument("--on-bad-record", default="skip", choices=["skip", "error"],
-                      help="skip (and count) corrupt or unlabelled records, or "
-                      "stop at the first with its file and row.")
 
     noise = parser.add_argument_group(
         "noise", "Noise experiments (validation and test stay clean).")
@@ -80,12 +56,16 @@ def build_parser():
                        choices=ALL_VARIANTS,
                        help="full CMA-CLIP; the paper's ablations no_ma "
                        "(without modality attention) and no_ma_sa (without "
-                       "both attentions); the baselines clip_linear "
-                       "(fine-tuned CLIP: pooled embeddings into a linear "
-                       "head) and zero_shot (CLIP with class prompts, no "
-                       "training).")
+                       "both attentions); the baselines clip_linear (CLIP + "
+                       "linear heads: pooled embeddings into a linear head "
+                       "per task), zero_shot (CLIP with class prompts, no "
+                       "training) and finetuned_clip (the paper's fine-tuned "
+                       "CLIP: CLIP trained contrastively on the training "
+                       "split's image-title pairs for the end2end epochs, "
+                       "then zero_shot).")
     model.add_argument("--prompt", default="a photo of a {label}",
-                       help="zero_shot: the prompt template of a class.")
+                       help="zero_shot, finetuned_clip: the prompt template "
+                       "of a class.")
 
     training = parser.add_argument_group("training")
     training.add_argument("--stage", default="all",
@@ -129,30 +109,24 @@ def build_parser():
                           "(symmetric cross-entropy, alpha=0.1, beta=1); "
                           "task=name pairs (color=gce,style=ce), or JSON with "
                           "parameters ('{\"name\": \"gce\", \"q\": 0.5}').")
+    training.add_argument("--contrastive-weight",
+                          type=command_line.non_negative_float, default=0.0,
+                          help="α: add α times CLIP's image-title InfoNCE "
+                          "(global batch, CLIP's pooled embeddings) to the "
+                          "classification loss in stages where CLIP trains "
+                          "(end2end); 0, the paper's recipe, adds nothing.")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
                           help="Where checkpoints, metrics and TensorBoard go.")
 
-    system = parser.add_argument_group("system")
-    system.add_argument("--strategy", default="auto",
-                        choices=["auto", "one_device", "mirrored",
-                                 "multi_worker", "tpu"],
-                        help="tf.distribute strategy (multi_worker reads "
-                        "TF_CONFIG).")
-    system.add_argument("--tpu", help="TPU name or address for --strategy tpu.")
+    system = command_line.add_system_arguments(parser)
     system.add_argument("--mixed-precision", action="store_true",
                         help="bfloat16 compute, float32 weights.")
-    system.add_argument("--jit-compile", action="store_true",
-                        help="XLA-compile the train step.")
     system.add_argument("--export", metavar="MODEL_BASE_PATH",
                         help="After training, export a SavedModel for TF "
                         "Serving to MODEL_BASE_PATH/<model-name>/<version>/.")
     system.add_argument("--model-name", default="cmaclip",
                         help="Model name for --export.")
-    system.add_argument("--quiet", action="store_true", help="No progress bars.")
-    system.add_argument("--debug", action="store_true",
-                        help="TensorFlow's own log lines, and the full "
-                        "traceback of an error.")
     return parser
 
 
@@ -160,13 +134,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     command_line.quiet_tensorflow(args.debug)
-    from cmaclip_tf.datasets import registry
-
-    if not registry.is_dataset_name(args.dataset):
-        parser.error(
-            f"argument --dataset: unknown dataset {args.dataset!r}; use one of "
-            f"{', '.join(registry.available_datasets())} or tfds:<builder>"
-        )
+    command_line.check_dataset_name(parser, args.dataset)
 
     def run():
         from trainers.training_run import TrainingRun

@@ -33,13 +33,25 @@ class RunLogger:
         with self._writer(stage, "train").as_default():
             hparams_api.hparams(values, trial_id=f"{stage}")
 
-    def epoch(self, stage, step, train_losses, metrics, predictions, learning_rates):
+    def epoch(self, stage, step, train_losses, metrics, predictions,
+              learning_rates, weighted_losses=None):
+        """An epoch's train losses and validation metrics.
+
+        `weighted_losses` (`{name: (weight, loss)}`, e.g. the contrastive
+        auxiliary loss) log as `loss/<name>`, and count weighted in
+        `loss/total`.
+        """
         if not self.enabled:
             return
+        weighted_losses = weighted_losses or {}
         with self._writer(stage, "train").as_default():
             for task, loss in train_losses.items():
                 tf.summary.scalar(f"loss/{task}", loss, step=step)
-            tf.summary.scalar("loss/total", sum(train_losses.values()), step=step)
+            for name, (_, loss) in weighted_losses.items():
+                tf.summary.scalar(f"loss/{name}", loss, step=step)
+            total = sum(train_losses.values()) + sum(
+                weight * loss for weight, loss in weighted_losses.values())
+            tf.summary.scalar("loss/total", total, step=step)
             for group, rate in learning_rates.items():
                 tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
         with self._writer(stage, "validation").as_default():
@@ -55,6 +67,16 @@ class RunLogger:
                     )
         for writer in self._writers.values():
             writer.flush()
+
+    def scalars(self, stage, split, step, values):
+        """Logs `{tag: number}` to the stage's `split` writer."""
+        if not self.enabled:
+            return
+        writer = self._writer(stage, split)
+        with writer.as_default():
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value, step=step)
+        writer.flush()
 
     def bad_records(self, stage, step, counts, recovered=None):
         """Records skipped (`{split: {reason: n}}`) and kept by a fallback."""

@@ -10,6 +10,7 @@ per task, gradients summed across replicas by the Keras optimizer.
 import keras
 import tensorflow as tf
 
+from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from trainers.evaluation import Evaluator
 
@@ -28,11 +29,15 @@ class StageTrainer:
         jit_compile: bool. XLA-compile the forward and backward pass.
         task_losses: `{task: fn(logits, labels) -> (sum, count)}`
             (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
+        contrastive_weight: float α. Adds α times CLIP's image-title
+            InfoNCE (the global batch's, on CLIP's pooled, projected
+            embeddings, at CLIP's temperature) to the loss in stages where
+            CLIP trains; 0 (the paper's recipe) adds nothing.
     """
 
     def __init__(
         self, model, schedule, strategy, learning_rate, weight_decay,
-        jit_compile=False, task_losses=None,
+        jit_compile=False, task_losses=None, contrastive_weight=0.0,
     ):
         self.model = model
         self.schedule = schedule
@@ -41,6 +46,12 @@ class StageTrainer:
         self.task_losses = task_losses or {
             task: masked_cross_entropy_sum for task in self.tasks
         }
+        # Where CLIP is frozen the InfoNCE could not change what it scores.
+        self.contrastive_weight = (
+            0.0 if schedule.clip_frozen() else float(contrastive_weight)
+        )
+        with strategy.scope():
+            self.contrastive_metric = keras.metrics.Mean(name="contrastive")
         self.learning_rates = {}
         groups = model.module_groups()
         self.group_variables = {
@@ -64,6 +75,10 @@ class StageTrainer:
             v for group in self.group_variables for v in self.group_variables[group]
         ]
         self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile)
+        if self.contrastive_weight and not jit_compile:
+            # The InfoNCE all-gathers across replicas, which a nested
+            # tf.function inside `strategy.run` cannot hold.
+            self._gradients = self._loss_and_gradients
         self._train_step = tf.function(self._distributed_train_step)
         self.evaluator = Evaluator(
             lambda features: self._forward(features, training=False),
@@ -121,6 +136,12 @@ class StageTrainer:
 
     def _loss_and_gradients(self, features, labels, global_counts):
         with tf.GradientTape() as tape:
+            if self.contrastive_weight:
+                # CLIP runs once for the heads and for the InfoNCE.
+                features = self.model.encode(
+                    features["images"], features["token_ids"],
+                    features["padding_mask"],
+                )
             outputs = self._forward(features, training=True)
             per_task = {}
             for task in self.tasks:
@@ -129,6 +150,17 @@ class StageTrainer:
                 )
                 per_task[task] = loss_sum / tf.maximum(global_counts[task], 1.0)
             total = tf.add_n(list(per_task.values()))
+            if self.contrastive_weight:
+                # This replica's share of the global batch's InfoNCE.
+                contrastive = global_batch_contrastive_loss(
+                    *self.model.pooled_embeddings(features),
+                    self.model.clip_backbone.clip_head.logit_scale,
+                )
+                total += self.contrastive_weight * contrastive
+                # Share times replicas: the global loss, whose mean over
+                # replicas and steps is its mean over steps.
+                replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+                self.contrastive_metric.update_state(contrastive * replicas)
         gradients = tape.gradient(total, self._variables)
         return per_task, gradients
 
@@ -182,6 +214,15 @@ class StageTrainer:
         return {
             task: total / max(self.steps_run, 1) for task, total in totals.items()
         }
+
+    def contrastive_loss(self):
+        """The mean InfoNCE of the steps since the last call (then reset);
+        None without the auxiliary loss."""
+        if not self.contrastive_weight:
+            return None
+        value = float(self.contrastive_metric.result())
+        self.contrastive_metric.reset_state()
+        return value
 
     # --- Evaluation. ---
 

@@ -12,6 +12,8 @@ from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
+from cmaclip_tf.models.clip_loader import save_clip_preset
+from cmaclip_tf.variants import BASELINES
 from trainers import distribution
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
@@ -88,6 +90,8 @@ class TrainingRun:
         results = {}
         if self.args.variant == "zero_shot":
             results["zero_shot"] = self.run_zero_shot()
+        elif self.args.variant == "finetuned_clip":
+            results["zero_shot"] = self.run_finetuned_clip()
         else:
             for stage in self.stages_to_run():
                 results[stage] = self.run_stage(stage)
@@ -96,7 +100,7 @@ class TrainingRun:
         self.log(f"Done in {time.time() - started:.0f} s; workdir: {self.workdir}")
         if self.args.export and self.chief:
             self.export()
-        elif self.args.variant != "zero_shot":
+        elif self.args.variant not in BASELINES:
             self.log(
                 "Export it for TF Serving: python -m serving.export --workdir "
                 f"{self.workdir} --model-base-path models --model-name cmaclip"
@@ -167,6 +171,7 @@ class TrainingRun:
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
             task_losses=task_losses(args.loss, list(self.tasks), default="ce"),
+            contrastive_weight=getattr(args, "contrastive_weight", 0.0),
         )
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
@@ -232,6 +237,7 @@ class TrainingRun:
                     checkpoints.save_latest(epoch, done)
 
             train_losses = trainer.train_steps(dataset, steps - first_step, on_step)
+            contrastive = trainer.contrastive_loss()
             if trainer.steps_run < steps - first_step:
                 self.log(f"[{stage}] The training data ended after "
                          f"{first_step + trainer.steps_run} of {steps} steps.")
@@ -254,8 +260,12 @@ class TrainingRun:
                 self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
             checkpoints.save_latest(epoch + 1, 0)
             # Logging comes after the checkpoints: it can never cost an epoch.
-            self.logger.epoch(stage, global_step, train_losses, metrics,
-                              predictions, trainer.learning_rates)
+            self.logger.epoch(
+                stage, global_step, train_losses, metrics, predictions,
+                trainer.learning_rates,
+                weighted_losses=None if contrastive is None else
+                {"contrastive": (trainer.contrastive_weight, contrastive)},
+            )
             self.logger.bad_records(stage, global_step,
                                     self.data.bad_record_counts(),
                                     self.data.recovered_record_counts())
@@ -267,15 +277,16 @@ class TrainingRun:
             cache.delete()
         return result
 
-    def run_zero_shot(self):
-        """Evaluates CLIP with class prompts; nothing trains."""
+    def run_zero_shot(self, clip=None):
+        """Evaluates CLIP (the run's preset, or `clip`) with class prompts;
+        nothing trains."""
         from cmaclip_tf.models.zero_shot_clip import ZeroShotCLIP
         from cmaclip_tf.models.zero_shot_clip import class_prompts
 
         config = get_model_config(self.args.model)
         self.model_config = config
         with self.strategy.scope():
-            clip = load_clip(self.args.clip_preset or config["clip_preset"])
+            clip = clip or load_clip(self.args.clip_preset or config["clip_preset"])
             self.data.prepare(clip, config)
             prompt_ids = {
                 task: self.data.text_preprocessor(
@@ -300,6 +311,39 @@ class TrainingRun:
             os.makedirs(stage_dir, exist_ok=True)
             write_json(os.path.join(stage_dir, "done.json"), result)
         return result
+
+    def run_finetuned_clip(self):
+        """The paper's fine-tuned CLIP: contrastive training on train's
+        image-title pairs (`WORKDIR/contrastive/`, the CLIP left in
+        `WORKDIR/preset/`), then zero-shot classification with it."""
+        from trainers.contrastive_stage import ContrastiveSettings
+        from trainers.contrastive_stage import ContrastiveStage
+
+        args = self.args
+        config = self.model_config = get_model_config(args.model)
+        with self.strategy.scope():
+            clip = load_clip(args.clip_preset or config["clip_preset"])
+        self.data.prepare(clip, config)
+        training = config["training"]
+        settings = ContrastiveSettings(
+            epochs=self.stage_epochs("end2end"),  # As long as CMA-CLIP's.
+            batch_size=args.batch_size or training["batch_size"],
+            learning_rate=args.learning_rate or training["learning_rate"],
+            weight_decay=(args.weight_decay if args.weight_decay is not None
+                          else training["weight_decay"]),
+            steps_per_epoch=args.steps_per_epoch,
+            checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
+        )
+        ContrastiveStage(
+            clip.backbone, self.data, self.strategy, settings, self.workdir,
+            self.logger, self.log, chief=self.chief, worker=self.worker,
+            verbosity=self.progress_verbosity(),
+            hparams={"variant": args.variant, "dataset": args.dataset,
+                     "seed": args.seed},
+        ).run()
+        if self.chief:
+            save_clip_preset(clip, os.path.join(self.workdir, "preset"))
+        return self.run_zero_shot(clip)
 
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
                      batch_size):
@@ -354,6 +398,7 @@ class TrainingRun:
             "cache_features": bool(self.args.cache_features),
             "loss": json.dumps(self.args.loss),
             "label_noise": self.args.label_noise,
+            "contrastive_weight": getattr(self.args, "contrastive_weight", 0.0),
             "mixed_precision": bool(self.args.mixed_precision),
         }
 
@@ -362,7 +407,7 @@ class TrainingRun:
             return
         payload = {"stages": {}, "bad_records": self.data.bad_record_counts(),
                    "recovered_records": self.data.recovered_record_counts()}
-        for stage in (*STAGE_ORDER, "zero_shot"):
+        for stage in (*STAGE_ORDER, "contrastive", "zero_shot"):
             path = os.path.join(self.workdir, stage, "done.json")
             if os.path.isfile(path):
                 with open(path) as f:

@@ -99,9 +99,11 @@ class DatasetBuilder:
 
     def carve_file_validation(self, train, tasks, **defaults):
         """Train's `FileRecord`s split into `(train, validation, notes)`,
-        stratified by the first task (rows bad at parsing in one stratum)."""
+        stratified by the first task (rows bad at parsing, and every row
+        when there are no tasks, in one stratum)."""
         strata = [
-            r.labels.get(tasks[0], "") if r.problem is None else "" for r in train
+            r.labels.get(tasks[0], "") if r.problem is None and tasks else ""
+            for r in train
         ]
         train_ids, val_ids, notes = self.spec.carve_validation(strata, **defaults)
         return [train[i] for i in train_ids], [train[i] for i in val_ids], notes

@@ -36,19 +36,23 @@ def read_manifest(path, tasks=None):
 
     Args:
         path: a `.csv`, `.jsonl` or `.json` file.
-        tasks: task columns to read; default: all but `image` and `text`.
+        tasks: task columns to read; default (`None`): all but `image` and
+            `text`, of which there must be at least one. An empty list or
+            tuple reads no labels, so a manifest of image-text pairs only
+            (for contrastive pretraining) is valid.
 
     Returns:
         `(records, tasks)`.
 
     Raises:
         FileNotFoundError: no such manifest.
-        ValueError: the header lacks `image`, `text` or a requested task.
+        ValueError: the header lacks `image`, `text` or a requested task,
+            or `tasks` is `None` and there are no task columns.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Manifest {path} not found; pass a CSV or JSON Lines file with "
-            "columns image, text and one per task (--manifest)."
+            "columns image, text and one per task to classify (--manifest)."
         )
     columns = _columns(path)
     missing = [c for c in (IMAGE_COLUMN, TEXT_COLUMN) if c not in columns]
@@ -58,11 +62,11 @@ def read_manifest(path, tasks=None):
             f"are {columns}. Expected image, text and one column per task."
         )
     available = [c for c in columns if c not in (IMAGE_COLUMN, TEXT_COLUMN)]
-    tasks = list(tasks) if tasks is not None else available
-    if not tasks:
+    if tasks is None and not available:
         raise ValueError(
             f"Manifest {path} has no task columns besides image and text."
         )
+    tasks = list(tasks) if tasks is not None else available
     unknown = [t for t in tasks if t not in available and not _is_jsonl(path)]
     if unknown:
         raise ValueError(

@@ -8,6 +8,7 @@ of `DATASETS`. Built TFDS datasets are named `tfds:<builder>[/<config>]`
 import os
 
 from cmaclip_tf.datasets.bad_records import BadRecordCounter
+from cmaclip_tf.datasets.caption_corpus_dataset import CaptionCorpusDataset
 from cmaclip_tf.datasets.fashion_gen import FashionGenDataset
 from cmaclip_tf.datasets.food101 import Food101Dataset
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
@@ -19,7 +20,7 @@ from cmaclip_tf.datasets.tfds_source import TFDSDataset
 DATASETS = {
     builder.name: builder
     for builder in (SyntheticDataset, ManifestDataset, Food101Dataset,
-                    FashionGenDataset)
+                    FashionGenDataset, CaptionCorpusDataset)
 }
 TFDS_PREFIX = "tfds:"
 TFDS_DATASETS = ("upmc_food101", "fashion_gen")
@@ -56,7 +57,8 @@ def load_dataset(
         name: one of `available_datasets()`, or `tfds:<builder>[/<config>]`.
         tasks: task names to read; default: the dataset's (all manifest
             columns; `subcategory` for Fashion-Gen; `label` for Food-101;
-            `color`, `pattern`, `style` for `synthetic`).
+            `color`, `pattern`, `style` for `synthetic`). `()` reads no
+            labels, for image-text pairs only (`manifest`, `caption_corpus`).
         seed, num_examples, val_size, val_fraction: the `SplitSpec`.
             Without `val_size` and `val_fraction`, a validation split carved
             out of train is 5,000 examples for `food101` and `fashion_gen`

@@ -8,6 +8,10 @@ and then loaded like any other.
 """
 
 import dataclasses
+import json
+import os
+import shutil
+import tempfile
 
 import keras
 import keras_hub
@@ -60,12 +64,25 @@ def deserialize_clip_backbone(config, custom_objects=None):
     return config
 
 
+# Presets shipped inside the package, by name: folders next to this file.
+PACKAGED_PRESETS_DIR = os.path.join(os.path.dirname(__file__), "presets")
+PACKAGED_PRESETS = ("tiny_clip_pretrained",)
+# What a preset trained by the project records about its training.
+TRAINING_FILE = "training.json"
+
+
 def resolve_preset(preset):
-    """Maps the project's generated preset names to their local folders."""
+    """Maps the project's preset names to their local folders.
+
+    `tiny_clip` (random) is generated on first use; `tiny_clip_pretrained`
+    ships with the package. Other names and folders pass through.
+    """
     from cmaclip_tf.models import tiny_clip  # Avoids an import cycle.
 
     if preset == tiny_clip.TINY_CLIP_PRESET:
         return tiny_clip.tiny_clip_preset_dir()
+    if preset in PACKAGED_PRESETS:
+        return os.path.join(PACKAGED_PRESETS_DIR, preset)
     return preset
 
 
@@ -74,7 +91,9 @@ def load_clip(preset, load_weights=True):
 
     Args:
         preset: string. A keras-hub preset name (`clip_vit_base_patch32`), a
-            local preset folder, or `tiny_clip`.
+            local preset folder (what `save_clip_preset` and
+            `trainers/pretrain.py` write), `tiny_clip` (random) or
+            `tiny_clip_pretrained`.
         load_weights: bool. False builds the architecture with random weights.
 
     Returns:
@@ -90,6 +109,59 @@ def load_clip(preset, load_weights=True):
     tokenizer = keras_hub.models.CLIPTokenizer.from_preset(path)
     image_converter = keras_hub.layers.CLIPImageConverter.from_preset(path)
     return CLIPComponents(backbone, tokenizer, image_converter, str(preset))
+
+
+def save_clip_preset(clip, preset_dir, training=None, replace=True):
+    """Writes CLIP as a keras-hub preset folder that `load_clip` reads.
+
+    The folder (`config.json`, `model.weights.h5`, `tokenizer.json`,
+    `image_converter.json`, `assets/`) is written to a staging folder beside
+    `preset_dir` and renamed into place, so a reader never sees half of it.
+
+    Args:
+        clip: `CLIPComponents` (backbone, tokenizer, image converter).
+        preset_dir: the folder to write.
+        training: optional JSON-able dict saved as `training.json` (how the
+            weights were trained: the command, the data, the recall).
+        replace: replace an existing preset; with False, an existing one
+            (written by another process meanwhile) stands.
+
+    Returns:
+        `preset_dir`.
+
+    Example:
+    ```python
+    save_clip_preset(load_clip("tiny_clip"), "my_preset")
+    load_clip("my_preset")
+    ```
+    """
+    parent = os.path.dirname(os.path.abspath(preset_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".clip_preset_")
+    os.chmod(staging, 0o755)  # mkdtemp's 0700 would keep others out.
+    old = None
+    try:
+        clip.backbone.save_to_preset(staging)
+        clip.tokenizer.save_to_preset(staging)
+        clip.image_converter.save_to_preset(staging)
+        if training is not None:
+            with open(os.path.join(staging, TRAINING_FILE), "w") as f:
+                json.dump(training, f, indent=2, sort_keys=True)
+                f.write("\n")
+        if os.path.isdir(preset_dir) and replace:
+            old = tempfile.mkdtemp(dir=parent, prefix=".clip_preset_old_")
+            os.rename(preset_dir, os.path.join(old, "preset"))
+        try:
+            os.rename(staging, preset_dir)
+        except OSError:
+            # Another process finished first; its preset stands.
+            if not os.path.isfile(os.path.join(preset_dir, "config.json")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return preset_dir
 
 
 def build_clip_backbone(architecture, vocabulary_size=None, dtype=None):

@@ -190,14 +190,24 @@ class CMACLIP(keras.Model):
                 image_sequence, text_sequence, padding_mask, training=training
             )
         else:
-            # CLIP's own pooling: image [CLS] and text end-of-text, projected.
-            image_embedding = self.clip_backbone.vision_projection(
-                image_sequence[:, 0, :]
-            )
-            text_embedding = self.clip_backbone.text_projection(
-                end_of_text_embedding(text_sequence, padding_mask)
-            )
+            image_embedding, text_embedding = self.pooled_embeddings(features)
         return {"image_embedding": image_embedding, "text_embedding": text_embedding}
+
+    def pooled_embeddings(self, features):
+        """CLIP's own `(image, text)` embeddings from CLIP features.
+
+        CLIP's pooling (image [CLS], text end-of-text) and projections: the
+        embeddings CLIP's contrastive loss compares, and I', T' of the
+        pooled variants.
+        """
+        image = self.clip_backbone.vision_projection(
+            features["image_sequence"][:, 0, :]
+        )
+        text = self.clip_backbone.text_projection(
+            end_of_text_embedding(features["text_sequence"],
+                                  features["padding_mask"])
+        )
+        return image, text
 
     def classify(self, embeddings, training=None):
         """Per-task logits and λ from I' and T'."""

@@ -14,7 +14,9 @@ import keras
 import keras_hub
 
 from cmaclip_tf.models import bpe_vocabulary
+from cmaclip_tf.models.clip_loader import CLIPComponents
 from cmaclip_tf.models.clip_loader import build_clip_backbone
+from cmaclip_tf.models.clip_loader import save_clip_preset
 from cmaclip_tf.models.model_config import get_model_config
 
 TINY_CLIP_PRESET = "tiny_clip"
@@ -63,12 +65,12 @@ def build_tiny_clip_preset(preset_dir, seed=0):
     keras.utils.set_random_seed(seed)
     backbone = build_clip_backbone(architecture, vocabulary_size=len(vocabulary))
 
-    parent = os.path.dirname(os.path.abspath(preset_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tiny_clip_")
+    # The tokenizer reads its vocabulary from files: write them to a scratch
+    # folder (the preset keeps its own copy).
+    scratch = tempfile.mkdtemp(prefix=".tiny_clip_vocabulary_")
     try:
-        vocab_file = os.path.join(staging, "vocab.json")
-        merges_file = os.path.join(staging, "merges.txt")
+        vocab_file = os.path.join(scratch, "vocab.json")
+        merges_file = os.path.join(scratch, "merges.txt")
         with open(vocab_file, "w") as f:
             json.dump(vocabulary, f)
         with open(merges_file, "w") as f:
@@ -76,18 +78,10 @@ def build_tiny_clip_preset(preset_dir, seed=0):
         tokenizer = keras_hub.models.CLIPTokenizer(
             vocabulary=vocab_file, merges=merges_file
         )
-        os.remove(vocab_file)
-        os.remove(merges_file)
-        image_size = architecture["vision"]["image_size"]
-        backbone.save_to_preset(staging)
-        tokenizer.save_to_preset(staging)
-        clip_image_converter(image_size).save_to_preset(staging)
-        try:
-            os.rename(staging, preset_dir)
-        except OSError:
-            # Another process finished first; its identical preset stands.
-            if not os.path.isfile(os.path.join(preset_dir, "config.json")):
-                raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    image_converter = clip_image_converter(architecture["vision"]["image_size"])
+    clip = CLIPComponents(backbone, tokenizer, image_converter, TINY_CLIP_PRESET)
+    # Another process may finish first: its identical preset stands.
+    save_clip_preset(clip, preset_dir, replace=False)
     return preset_dir
