@@ -13,7 +13,8 @@ setuptools.setup(
         include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "serving"]
     ),
     package_data={
-        "cmaclip_tf": ["configs/*.json", "models/*.txt", "preprocessing/assets/*.json"]
+        "cmaclip_tf": ["configs/*.json", "models/*.txt", "preprocessing/assets/*.json"],
+        "trainers": ["recipes/*.json"],
     },
     python_requires=">=3.10",
     install_requires=[

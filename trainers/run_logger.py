@@ -33,15 +33,21 @@ class RunLogger:
         with self._writer(stage, "train").as_default():
             hparams_api.hparams(values, trial_id=f"{stage}")
 
-    def epoch(self, stage, step, train_losses, metrics, predictions, learning_rates):
+    def learning_rates(self, stage, step, rates):
+        """Each module group's current learning rate (`{group: rate}`)."""
+        if not self.enabled:
+            return
+        with self._writer(stage, "train").as_default():
+            for group, rate in rates.items():
+                tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
+
+    def epoch(self, stage, step, train_losses, metrics, predictions):
         if not self.enabled:
             return
         with self._writer(stage, "train").as_default():
             for task, loss in train_losses.items():
                 tf.summary.scalar(f"loss/{task}", loss, step=step)
             tf.summary.scalar("loss/total", sum(train_losses.values()), step=step)
-            for group, rate in learning_rates.items():
-                tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
         with self._writer(stage, "validation").as_default():
             for task, values in metrics.items():
                 for name, value in values.items():
