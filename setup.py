@@ -17,7 +17,8 @@ setuptools.setup(
             "configs/*.json", "models/*.txt", "preprocessing/assets/*.json",
             # Shipped CLIP presets: keras-hub preset folders.
             "models/presets/*/*", "models/presets/*/assets/*/*",
-        ]
+        ],
+        "trainers": ["recipes/*.json"],
     },
     python_requires=">=3.10",
     install_requires=[

@@ -35,6 +35,7 @@ from cmaclip_tf.models import get_model_config  # noqa: E402
 from cmaclip_tf.models import load_clip  # noqa: E402
 from cmaclip_tf.preprocessing import ImagePreprocessor  # noqa: E402
 from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
+from trainers.recipe import resolve_recipe  # noqa: E402
 
 
 def pipeline_rate(raw_split, text, image, batch_size, epoch):
@@ -121,7 +122,7 @@ def main(argv=None):
 
     config = get_model_config("tiny")
     size, length = config["image_size"], config["sequence_length"]
-    batch_size = args.batch_size or config["training"]["batch_size"]
+    batch_size = args.batch_size or resolve_recipe("synthetic")["batch_size"]
     clip = load_clip(config["clip_preset"])
     text = TextPreprocessor.from_tokenizer(clip.tokenizer, length)
     image = ImagePreprocessor.from_image_converter(clip.image_converter)

@@ -21,3 +21,18 @@ def print_json(results, json_out=None):
     if json_out:
         with open(json_out, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def row_key(row):
+    """A result row's key in a benchmark's JSON: `model/stage/cache=0/jit=0`,
+    then `/bfloat16`, `/steps_per_execution=N` and `/keras_fit` where a row
+    differs from float32, one step per execution and the project's loop."""
+    key = (f"{row['model']}/{row['stage']}/cache={int(row['cache_features'])}"
+           f"/jit={int(row['jit_compile'])}")
+    if row.get("dtype", "float32") != "float32":
+        key += f"/{row['dtype']}"
+    if row.get("steps_per_execution", 1) != 1:
+        key += f"/steps_per_execution={row['steps_per_execution']}"
+    if row.get("loop", "stage_trainer") != "stage_trainer":
+        key += f"/{row['loop']}"
+    return key

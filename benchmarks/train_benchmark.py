@@ -1,16 +1,31 @@
-"""Training throughput and peak memory of CMA-CLIP, as a table and JSON.
+"""Training throughput, FLOPs per example, share of the matmul peak and peak
+memory of CMA-CLIP's train step, as a table and JSON.
 
-    python benchmarks/train_benchmark.py [--models tiny,vit_b32] [--batch-size 8]
+    python benchmarks/train_benchmark.py [--models tiny,vit_b32] [--batch-size 8] \
+        [--steps N] [--json-out FILE]
 
 Each configuration runs in its own process (so peak RSS is its own): the
-train step of a stage on random inputs, with and without `--cache-features`
-(warm-up on cached CLIP features) and `--jit-compile`. Also measures this
-machine's float32 matmul peak for comparison. `vit_b32` uses random weights
-(no download); speed does not depend on them.
+train step of a stage (`StageTrainer`) on one random batch, repeated, with
+and without `--cache-features` (warm-up on cached CLIP features) and
+`--jit-compile`, in float32 and bfloat16 (`mixed_bfloat16`), one step or
+several per execution (`--steps-per-execution`). For the tiny model, the
+same end-to-end step under `keras.Model.fit` (same model, data, AdamW and
+`steps_per_execution`) for comparison: the custom loop exists for
+multi-worker training and per-group optimizers and must not cost speed.
+
+Throughput is timed from the end of the first execution to the end of the
+last, so tracing, compiling and the iterator's start stay out. FLOPs per
+example are counted from the architecture (`benchmarks/model_flops.py`: 3×
+the forward of what trains, 1× the frozen front it runs); the share of the
+peak divides the achieved FLOP/s by this machine's matmul peak in the row's
+dtype, measured in the same run before and after the rows (the better of the
+two). `vit_b32` uses random weights (no download); speed does not depend on
+them.
 """
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -20,104 +35,199 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.result_table import print_json  # noqa: E402
 from benchmarks.result_table import print_table  # noqa: E402
+from benchmarks.result_table import row_key  # noqa: E402
+
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
-def matmul_peak_gflops(size=2048, repeats=10):
-    import tensorflow as tf
-
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    matmul = tf.function(lambda: tf.matmul(a, b))
-    matmul().numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        result = matmul()
-    result.numpy()
-    seconds = (time.perf_counter() - start) / repeats
-    return 2 * size**3 / seconds / 1e9
-
-
-def measure(model_name, stage, batch_size, cache, jit, steps):
-    """Runs in a child process; returns one result row."""
-    import tensorflow as tf
+def build(model_name, dtype):
+    import keras
 
     from benchmarks.random_batch import RETAIL_TASKS
-    from benchmarks.random_batch import random_batch
     from cmaclip_tf.models import create_cma_clip
+
+    keras.mixed_precision.set_global_policy(POLICIES[dtype])
+    try:
+        return create_cma_clip(model_name, RETAIL_TASKS,
+                               pretrained=(model_name == "tiny"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def steps_per_second(marks, steps_per_mark):
+    """Steps per second between the first and the last of `marks`."""
+    return (len(marks) - 1) * steps_per_mark / (marks[-1] - marks[0])
+
+
+def measure_stage_trainer(model_name, stage, batch_size, cache, jit, dtype,
+                          per_execution, executions):
+    import tensorflow as tf
+
+    from benchmarks.random_batch import random_batch
     from trainers.stage_schedule import STAGES
     from trainers.stage_trainer import StageTrainer
 
-    model, _, config = create_cma_clip(
-        model_name, RETAIL_TASKS, pretrained=(model_name == "tiny")
-    )
+    model, _, config = build(model_name, dtype)
     strategy = tf.distribute.get_strategy()
     trainer = StageTrainer(model, STAGES[stage], strategy, 1e-5, 1e-4,
-                           jit_compile=jit)
+                           jit_compile=jit, steps_per_execution=per_execution)
     features, labels = random_batch(config, batch_size)
     if cache:
         features = {k: v.numpy() for k, v in
                     tf.function(trainer.features_at_depth)(features).items()}
     dataset = tf.data.Dataset.from_tensors((features, labels)).repeat()
     distributed = strategy.experimental_distribute_dataset(dataset)
-    trainer.train_steps(distributed, 2)  # Trace, compile and warm up.
-    start = time.perf_counter()
-    trainer.train_steps(distributed, steps)
-    seconds = time.perf_counter() - start
+    marks = []
+    trainer.train_steps(distributed, per_execution * (executions + 1),
+                        on_step=lambda *_: marks.append(time.perf_counter()))
+    return config, steps_per_second(marks, per_execution)
+
+
+def measure_keras_fit(model_name, stage, batch_size, jit, dtype, per_execution,
+                      executions):
+    """The same end-to-end step under `fit`: all weights train, one AdamW."""
+    import keras
+    import tensorflow as tf
+
+    from benchmarks.random_batch import RETAIL_TASKS
+    from benchmarks.random_batch import random_batch
+
+    assert stage == "end2end", "fit trains every weight: compare end2end"
+    model, _, config = build(model_name, dtype)
+    # CLIP's projections and temperature: unused, as in StageTrainer.
+    used = {id(v) for group in model.module_groups().values() for v in group}
+    for variable in model.trainable_variables:
+        variable.trainable = id(variable) in used
+    features, labels = random_batch(config, batch_size)
+    targets = {f"{task}_logits": labels[task] for task in RETAIL_TASKS}
+    dataset = tf.data.Dataset.from_tensors((features, targets)).repeat()
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=1e-5, weight_decay=1e-4),
+        loss={f"{task}_logits": keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True) for task in RETAIL_TASKS},
+        steps_per_execution=per_execution, jit_compile=jit,
+    )
+    marks = []
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda *_, **__: marks.append(time.perf_counter()))
+    model.fit(dataset, epochs=1, steps_per_epoch=per_execution * (executions + 1),
+              callbacks=[timer], verbose=0)
+    return config, steps_per_second(marks, per_execution)
+
+
+def measure(model_name, stage, batch_size, cache, jit, dtype, per_execution,
+            loop, steps):
+    """Runs in a child process; returns one result row."""
+    from benchmarks.model_flops import train_step_flops
+    from trainers.stage_schedule import STAGES
+
+    executions = max(2, math.ceil(steps / per_execution))
+    if loop == "keras_fit":
+        config, rate = measure_keras_fit(model_name, stage, batch_size, jit,
+                                         dtype, per_execution, executions)
+    else:
+        config, rate = measure_stage_trainer(model_name, stage, batch_size, cache,
+                                             jit, dtype, per_execution, executions)
     return {
-        "model": model_name, "stage": stage, "batch_size": batch_size,
-        "cache_features": cache, "jit_compile": jit,
-        "examples_per_second": steps * batch_size / seconds,
-        "step_seconds": seconds / steps,
+        "model": model_name, "stage": stage, "cache_features": cache,
+        "jit_compile": jit, "dtype": dtype, "steps_per_execution": per_execution,
+        "loop": loop, "batch_size": batch_size,
+        "examples_per_second": rate * batch_size,
+        "step_seconds": 1 / rate,
+        "flops_per_example": float(train_step_flops(
+            config, STAGES[stage].learning_rate_multipliers, cache)),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
+# (stage, cache_features, jit_compile, dtype, steps_per_execution, loop)
 CONFIGS = [
-    # (stage, cache_features, jit_compile)
-    ("warmup", False, False),
-    ("warmup", True, False),
-    ("warmup", False, True),
-    ("warmup", True, True),
-    ("end2end", False, False),
-    ("end2end", False, True),
+    ("warmup", False, False, "float32", 1, "stage_trainer"),
+    ("warmup", True, False, "float32", 1, "stage_trainer"),
+    ("warmup", False, True, "float32", 1, "stage_trainer"),
+    ("warmup", True, True, "float32", 1, "stage_trainer"),
+    ("end2end", False, False, "float32", 1, "stage_trainer"),
+    ("end2end", False, True, "float32", 1, "stage_trainer"),
+    ("warmup", False, False, "bfloat16", 1, "stage_trainer"),
+    ("end2end", False, False, "bfloat16", 1, "stage_trainer"),
+]
+# Where a step is milliseconds, the host's share shows: more steps per
+# execution, and keras.Model.fit at the same settings.
+TINY_CONFIGS = [
+    ("warmup", True, False, "float32", 8, "stage_trainer"),
+    ("end2end", False, False, "float32", 8, "stage_trainer"),
+    ("end2end", False, False, "float32", 1, "keras_fit"),
+    ("end2end", False, False, "float32", 8, "keras_fit"),
+    ("end2end", False, True, "float32", 8, "stage_trainer"),
+    ("end2end", False, True, "float32", 8, "keras_fit"),
 ]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,vit_b32")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=0,
-                        help="Timed steps (default: 20 for tiny, 3 otherwise).")
+                        help="Timed steps (default: 48 for tiny, 3 otherwise).")
+    parser.add_argument("--only", help="Comma-separated row keys to run "
+                        "(e.g. vit_b32/end2end/cache=0/jit=0).")
+    parser.add_argument("--json-out", help="Also write the JSON to this file.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        model, stage, cache, jit, steps = json.loads(args.child)
-        print(json.dumps(measure(model, stage, args.batch_size, cache, jit, steps)))
+        print(json.dumps(measure(*json.loads(args.child))))
         return
-    rows = []
+    from benchmarks.matmul_peak import matmul_peak_flops
+
+    runs = []
     for model in args.models.split(","):
-        steps = args.steps or (20 if model == "tiny" else 3)
-        for stage, cache, jit in CONFIGS:
-            child = json.dumps([model, stage, cache, jit, steps])
-            out = subprocess.run(
-                [sys.executable, __file__, "--batch-size", str(args.batch_size),
-                 "--child", child],
-                capture_output=True, text=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-            )
-            if out.returncode != 0:
-                print(out.stderr[-2000:], file=sys.stderr)
-                continue
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    peak = matmul_peak_gflops()
-    header = ("model", "stage", "cache_features", "jit_compile",
-              "examples_per_second", "step_seconds", "peak_rss_mib")
-    print_table(rows, header, width=19, decimals=2)
-    print(f"float32 matmul peak (2048x2048, TensorFlow): {peak:.1f} GFLOP/s")
-    print(json.dumps({"cpus": os.cpu_count(), "matmul_peak_gflops": peak,
-                      "results": rows}, indent=2))
+        steps = args.steps or (48 if model == "tiny" else 3)
+        for config in CONFIGS + (TINY_CONFIGS if model == "tiny" else []):
+            stage, cache, jit, dtype, per_execution, loop = config
+            child = [model, stage, args.batch_size, cache, jit, dtype,
+                     per_execution, loop, steps]
+            key = row_key(dict(zip(
+                ("model", "stage", "batch_size", "cache_features", "jit_compile",
+                 "dtype", "steps_per_execution", "loop"), child)))
+            if not args.only or key in args.only.split(","):
+                runs.append(child)
+    dtypes = sorted({run[5] for run in runs})
+    peaks = {dtype: [matmul_peak_flops(dtype)] for dtype in dtypes}
+    rows = []
+    for child in runs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(child)],
+            capture_output=True, text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        )
+        if out.returncode != 0:
+            print(out.stderr[-2000:], file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"[{row_key(rows[-1])}] {rows[-1]['examples_per_second']:.2f} ex/s",
+              file=sys.stderr, flush=True)
+    for dtype in dtypes:
+        peaks[dtype].append(matmul_peak_flops(dtype))
+    for row in rows:
+        row["share_of_matmul_peak"] = (row["flops_per_example"]
+                                       * row["examples_per_second"]
+                                       / max(peaks[row["dtype"]]))
+    header = ("model", "stage", "cache_features", "jit_compile", "dtype",
+              "steps_per_execution", "loop", "examples_per_second",
+              "flops_per_example", "share_of_matmul_peak", "peak_rss_mib")
+    print_table(rows, header, width=13, decimals=3)
+    for dtype, (before, after) in peaks.items():
+        print(f"{dtype} matmul peak (2048x2048, TensorFlow): {before / 1e9:.1f} "
+              f"GFLOP/s before the rows, {after / 1e9:.1f} after")
+    print_json({
+        "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+        "batch_size": args.batch_size,
+        "matmul_peak_gflops": {d: max(p) / 1e9 for d, p in peaks.items()},
+        "rows": {row_key(row): row for row in rows},
+    }, args.json_out)
 
 
 if __name__ == "__main__":

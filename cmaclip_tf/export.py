@@ -41,6 +41,8 @@ import tensorflow as tf
 from cmaclip_tf.atomic_files import write_json
 from cmaclip_tf.inference_bundle import InferenceBundle
 from cmaclip_tf.inference_bundle import load_inference_bundle
+from cmaclip_tf.models.dtype_policy import SERVING_DTYPE_POLICY
+from cmaclip_tf.models.dtype_policy import with_dtype_policy
 from cmaclip_tf.serving_limits import ServingLimits
 
 SERVING_DEFAULT = "serving_default"
@@ -123,9 +125,19 @@ class CMACLIPExportModule:
             )
 
     @classmethod
-    def from_bundle(cls, bundle, labels_dir, **kwargs):
+    def from_bundle(cls, bundle, labels_dir, dtype_policy=SERVING_DTYPE_POLICY,
+                    **kwargs):
+        """The module of an `InferenceBundle`.
+
+        `dtype_policy`: the Keras dtype policy the graph computes in; float32
+        by default, also for a model trained in mixed precision (CPUs have no
+        fast bfloat16 or float16); `None` keeps the trained model's.
+        """
+        model = bundle.model
+        if dtype_policy is not None:
+            model = with_dtype_policy(model, dtype_policy)
         return cls(
-            bundle.model,
+            model,
             bundle.text_preprocessor,
             bundle.image_preprocessor,
             bundle.label_vocabularies,
@@ -267,6 +279,7 @@ def export_saved_model(
     version=None,
     max_text_bytes=ServingLimits.max_text_bytes,
     verbose=False,
+    dtype_policy=SERVING_DTYPE_POLICY,
 ):
     """Writes `model_base_path/model_name/<version>/`; returns its path.
 
@@ -278,6 +291,9 @@ def export_saved_model(
         version: optional int. Defaults to one above the highest present.
         max_text_bytes: int. Longest text accepted (0: no limit).
         verbose: bool. Print the endpoints, as `ExportArchive` does.
+        dtype_policy: Keras dtype policy the export computes in (default
+            float32, whatever the training run used; `None`: the model's own,
+            e.g. `mixed_bfloat16` for a GPU or TPU server).
     """
     if not isinstance(bundle, InferenceBundle):
         bundle = load_inference_bundle(bundle)
@@ -300,7 +316,8 @@ def export_saved_model(
         assets_dir = os.path.join(staging, "assets-src")
         os.makedirs(assets_dir)
         module = CMACLIPExportModule.from_bundle(
-            bundle, labels_dir=assets_dir, max_text_bytes=max_text_bytes
+            bundle, labels_dir=assets_dir, max_text_bytes=max_text_bytes,
+            dtype_policy=dtype_policy,
         )
         config_path = os.path.join(assets_dir, CONFIG_ASSET)
         write_json(config_path, export_config(bundle, module, model_name, version))
@@ -340,7 +357,8 @@ def export_config(bundle, module, model_name, version):
             k: v for k, v in bundle.preprocessing.items() if k != "image_converter"
         },
         "image_converter": bundle.preprocessing.get("image_converter"),
-        "model_config": keras.saving.serialize_keras_object(bundle.model),
+        "model_config": keras.saving.serialize_keras_object(module.model),
+        "dtype_policy": module.model.dtype_policy.name,
         "metadata": bundle.metadata,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }

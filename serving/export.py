@@ -42,6 +42,14 @@ def parse_args(argv):
         help="Longest text the model accepts, in UTF-8 bytes "
         f"(default {ServingLimits.max_text_bytes}, the server's cap; 0: no limit).",
     )
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=["float32", "mixed_bfloat16", "mixed_float16", "trained"],
+        help="What the export computes in: float32 (default, also for a model "
+        "trained in mixed precision: CPUs have no fast bfloat16), a mixed "
+        "policy for a GPU or TPU server, or trained: as the run trained.",
+    )
     return parser.parse_args(argv)
 
 
@@ -58,6 +66,7 @@ def main(argv=None):
             args.model_name,
             version=args.version,
             max_text_bytes=args.max_text_bytes,
+            dtype_policy=None if args.dtype_policy == "trained" else args.dtype_policy,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         sys.stderr.write(f"{error}\n")

@@ -4,6 +4,7 @@ stages where CLIP trains; and trainers/run.py logs it."""
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,6 +31,7 @@ def synthetic():
 
 
 def _trainer(synthetic, stage, variant, alpha):
+    keras.utils.set_random_seed(0)  # The same initial model for every α.
     model, clip, config = create_cma_clip(
         "tiny", synthetic.tasks.num_classes, variant=variant)
     data = RunData(synthetic, seed=0)

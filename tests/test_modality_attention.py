@@ -72,3 +72,24 @@ def test_average_fusion_is_the_fixed_half():
     )
     np.testing.assert_allclose(fused, 2.0)
     np.testing.assert_allclose(image_weight, [0.5, 0.5])
+
+
+def test_mixed_precision_scores_lambda_in_float32():
+    # Eq. 4-6 in float32 from the bfloat16 embeddings the fusion hands over:
+    # λ as numpy computes it in float64 from those same (rounded) inputs.
+    # In bfloat16 the dot products over 512 dimensions are off by ~1e-2.
+    rng = np.random.default_rng(2)
+    image = keras.ops.cast(rng.normal(size=(64, 512)), "bfloat16")
+    text = keras.ops.cast(rng.normal(size=(64, 512)), "bfloat16")
+    w = rng.normal(scale=0.05, size=512).astype("float32")
+    layer = ModalityAttention(
+        kernel_initializer=keras.initializers.Constant(w), dtype="mixed_bfloat16"
+    )
+    fused, image_weight = layer(image, text)
+    assert keras.backend.standardize_dtype(image_weight.dtype) == "float32"
+    assert keras.backend.standardize_dtype(fused.dtype) == "bfloat16"
+    image_64 = keras.ops.convert_to_numpy(keras.ops.cast(image, "float32")).astype("float64")
+    text_64 = keras.ops.convert_to_numpy(keras.ops.cast(text, "float32")).astype("float64")
+    _, expected_lambda = _numpy_modality_attention(w.astype("float64"), image_64, text_64)
+    np.testing.assert_allclose(image_weight, expected_lambda, atol=2e-6)
+    assert np.ptp(expected_lambda) > 0.2

@@ -14,6 +14,7 @@ from trainer_processes import latest_weights
 from trainer_processes import run_on_two_cpus
 from trainer_processes import run_trainer
 from trainer_processes import run_two_workers
+from trainer_processes import trainer_error
 
 QUICK = ["--dataset", "synthetic", "--num-examples", "48", "--batch-size", "8",
          "--quiet", "--seed", "1"]
@@ -29,7 +30,10 @@ def test_help_explains_every_flag():
                  "--tasks", "--stage", "--model", "--clip-preset", "--variant",
                  "--epochs", "--warmup-epochs", "--batch-size", "--workdir",
                  "--strategy", "--mixed-precision", "--jit-compile", "--seed",
-                 "--cache-features", "--learning-rate", "--weight-decay"):
+                 "--cache-features", "--learning-rate", "--weight-decay",
+                 "--recipe", "--recipe-set", "--lr-schedule", "--warmup-steps",
+                 "--clip-norm", "--early-stopping-patience", "--accumulate-steps",
+                 "--steps-per-execution"):
         assert flag in out
 
 
@@ -74,10 +78,27 @@ def test_end2end_without_warmup_says_it_starts_from_clip(tmp_path):
     assert "No warmup checkpoint" in out and "pretrained CLIP" in out
 
 
+def _dropout_config(tmp_path):
+    """The tiny model with dropout in the fusion transformer and the heads."""
+    from cmaclip_tf.models import get_model_config
+
+    config = get_model_config("tiny")
+    config["fusion"]["dropout"] = 0.2
+    config["head"]["dropout"] = 0.2
+    path = str(tmp_path / "tiny_dropout.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return path
+
+
 @pytest.mark.large
 def test_sigkill_mid_epoch_resumes_without_repeating_epochs(tmp_path):
+    # Dropout: the resumed run must draw the masks the uninterrupted one
+    # draws (the random states are in the checkpoint). 2 steps per execution
+    # and a checkpoint every 3 steps: executions of 2, 1, 2, 1 steps.
     args = [*QUICK, "--stage", "warmup", "--epochs", "3",
-            "--checkpoint-every", "2"]
+            "--model", _dropout_config(tmp_path),
+            "--steps-per-execution", "2", "--checkpoint-every", "3"]
     killed = str(tmp_path / "killed")
     epoch, step = kill_mid_epoch("run", [*args, "--workdir", killed],
                                  os.path.join(killed, "warmup"))
@@ -90,7 +111,11 @@ def test_sigkill_mid_epoch_resumes_without_repeating_epochs(tmp_path):
 
     uninterrupted = str(tmp_path / "uninterrupted")
     _run([*args, "--workdir", uninterrupted])
-    # CPU kernels and tf.data here are deterministic: the same result.
+    # CPU kernels and tf.data here are deterministic: the same result, at
+    # the end (the best checkpoint may predate the kill) and at the best.
+    assert_same_weights(latest_weights(os.path.join(killed, "warmup")),
+                        latest_weights(os.path.join(uninterrupted, "warmup")),
+                        atol=1e-6)
     assert_same_weights(
         h5_weights(os.path.join(killed, "warmup", "best.weights.h5")),
         h5_weights(os.path.join(uninterrupted, "warmup", "best.weights.h5")),
@@ -100,7 +125,9 @@ def test_sigkill_mid_epoch_resumes_without_repeating_epochs(tmp_path):
 
 @pytest.mark.large
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
-    args = [*QUICK, "--stage", "warmup", "--epochs", "1", "--steps-per-epoch", "2"]
+    args = [*QUICK, "--stage", "warmup", "--epochs", "1", "--steps-per-epoch", "3",
+            "--steps-per-execution", "2", "--accumulate-steps", "2",
+            "--clip-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "1"]
     mirrored = str(tmp_path / "mirrored")
     run_on_two_cpus("run", [*args, "--strategy", "mirrored",
                             "--workdir", mirrored])
@@ -111,6 +138,58 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
                         latest_weights(os.path.join(single, "warmup")), atol=1e-5)
     hparams = json.load(open(os.path.join(mirrored, "warmup", "best.json")))
     assert hparams["epoch"] == 1
+
+
+def _scalars(workdir, stage, split, tag):
+    """`{step: value}` of one TensorBoard scalar."""
+    values = {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", stage, split, "*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+@pytest.mark.large
+def test_float16_dropout_recipe_and_early_stopping_on_two_replicas(tmp_path):
+    # A rate too small to move a float32 weight: the validation score stays
+    # the same, so patience 1 stops the stage before its third epoch.
+    workdir = str(tmp_path / "run")
+    argv = [*QUICK, "--stage", "warmup", "--epochs", "4", "--steps-per-epoch", "3",
+            "--model", _dropout_config(tmp_path), "--strategy", "mirrored",
+            "--mixed-precision", "float16", "--steps-per-execution", "3",
+            "--accumulate-steps", "2", "--learning-rate", "1e-12",
+            "--warmup-steps", "2", "--early-stopping-patience", "1",
+            "--recipe-set", "stages.warmup.learning_rate_multipliers.heads=0.5",
+            "--workdir", workdir]
+    out = run_on_two_cpus("run", argv)
+    assert "Epoch 2/4" in out and "Epoch 3/4" not in out
+    assert "Early stop after epoch 2: no better validation score in 1 epochs (best: epoch 1)" in out
+    recipe = json.load(open(os.path.join(workdir, "recipe.json")))
+    warmup = recipe["stages"]["warmup"]
+    assert recipe["name"] == "synthetic" and recipe["batch_size"] == 8
+    assert warmup["epochs"] == 4 and warmup["early_stopping_patience"] == 1
+    assert warmup["learning_rate_multipliers"] == {
+        "clip": None, "fusion": 1.0, "modality_attention": 1.0, "heads": 0.5}
+    # Logged once per execution (3 steps), at the next step's rate: linear
+    # warm-up over 2 steps, then cosine over the remaining 10 of 12.
+    for group, peak in (("fusion", 1e-12), ("heads", 0.5e-12)):
+        rates = _scalars(workdir, "warmup", "train", f"learning_rate/{group}")
+        assert sorted(rates) == [3, 6]
+        for step, rate in rates.items():
+            expected = peak * 0.5 * (1 + np.cos(np.pi * (step - 2) / 10))
+            assert rate == pytest.approx(expected, rel=1e-5), (group, step)
+
+
+def test_a_bad_recipe_value_is_one_line_and_leaves_no_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    stderr = trainer_error("run", [
+        *QUICK, "--recipe-set", "stages.end2end.schedule=linear",
+        "--workdir", str(workdir)])
+    assert stderr.startswith("error: Recipe: stages.end2end.schedule must be "
+                                    "one of ('cosine', 'constant'); got 'linear'.")
+    assert not workdir.exists()
 
 
 @pytest.mark.large

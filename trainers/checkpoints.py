@@ -1,7 +1,8 @@
 """Best and latest checkpoints of a stage, written atomically.
 
 `WORKDIR/<stage>/latest/` is a `tf.train.CheckpointManager` (model,
-optimizers, epoch and step counters): TensorFlow writes the data files first
+optimizers, the dropout layers' random states, epoch and step counters, the
+best score and its epoch): TensorFlow writes the data files first
 and the `checkpoint` index last with an atomic rename, so a process killed at
 any moment (even SIGKILL) leaves the previous checkpoint readable.
 `WORKDIR/<stage>/best.weights.h5` holds the model weights with the best
@@ -41,12 +42,19 @@ class StageCheckpoints:
         self.best_score = tf.Variable(
             -1.0, dtype=tf.float64, trainable=False, name="best_score"
         )
+        self.best_epoch = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="best_epoch"
+        )
         self.checkpoint = tf.train.Checkpoint(
             model=model,
             optimizers=dict(optimizers),
+            # Not among the model's checkpointed objects: without them a
+            # resumed run would draw the dropout masks of its first steps.
+            random_states=random_states(model),
             epoch=self.epoch,
             step=self.step,
             best_score=self.best_score,
+            best_epoch=self.best_epoch,
         )
         latest_dir = os.path.join(stage_dir, "latest")
         if not write:
@@ -77,8 +85,10 @@ class StageCheckpoints:
         self.step.assign(step)
         self.manager.save()
 
-    def save_best(self, score, info):
+    def save_best(self, score, info, epoch):
+        """Records `score` of `epoch` (1-based) as the best; writes the weights."""
         self.best_score.assign(score)
+        self.best_epoch.assign(epoch)
         if not self.write:
             return
         with atomic_path(self.best_weights_path) as tmp:
@@ -91,6 +101,12 @@ class StageCheckpoints:
 
     def is_done(self):
         return os.path.isfile(self.done_path)
+
+
+def random_states(model):
+    """The states of the model's random-seed generators (its dropout layers)."""
+    # Keras names every `SeedGenerator`'s state variable so.
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 def stage_best_weights(workdir, stage):

@@ -88,6 +88,26 @@ def loss_spec(text):
     return text
 
 
+def recipe_setting(text):
+    """argparse type: `key=value` for one recipe value, the value as JSON
+    (`null`, numbers) or else a string.
+
+    Returns `(key, value)`, e.g. `("stages.end2end.warmup_steps", 500)`.
+    """
+    import json
+
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected key=value (e.g. stages.end2end.warmup_steps=500); got {text!r}"
+        )
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError:
+        pass  # A plain string, e.g. schedule=cosine.
+    return key.strip(), value
+
+
 def _number(text, kind, what):
     try:
         return kind(text)

@@ -186,15 +186,14 @@ def sweep_rates(args):
 
 
 def effective_settings(args):
-    """What the runs used, defaults filled in from the model config."""
-    from cmaclip_tf.models import get_model_config
+    """What the runs used, defaults filled in from the dataset's recipe."""
+    from trainers.recipe import default_recipe
+    from trainers.recipe import recipe_overrides
+    from trainers.recipe import resolve_recipe
 
-    training = get_model_config(args.model)["training"]
-    epochs = {
-        stage: getattr(args, f"{stage}_epochs") or args.epochs
-        or training["epochs"][stage]
-        for stage in ("warmup", "end2end", "tuning")
-    }
+    recipe = resolve_recipe(default_recipe(args.dataset), recipe_overrides(args))
+    epochs = {stage: recipe["stages"][stage]["epochs"]
+              for stage in ("warmup", "end2end", "tuning")}
     examples = args.num_examples
     if examples is not None:
         # As `load_dataset`: validation and test are 15% of train each.
@@ -210,9 +209,10 @@ def effective_settings(args):
         "seeds": ", ".join(str(s) for s in range(args.seeds)),
         "examples (train/validation/test)": examples or "all",
         "epochs (warmup/end2end/tuning)": "/".join(str(e) for e in epochs.values()),
-        "batch size": args.batch_size or training["batch_size"],
-        "learning rate": args.learning_rate or training["learning_rate"],
-        "weight decay": training["weight_decay"],
+        "recipe": recipe["name"],
+        "batch size": recipe["batch_size"],
+        "learning rate": recipe["learning_rate"],
+        "weight decay": recipe["stages"]["warmup"]["weight_decay"],
     }
 
 

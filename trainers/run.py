@@ -73,6 +73,18 @@ def build_parser():
                           help="warmup: CLIP frozen; end2end: all trainable; "
                           "tuning: only modality attention and heads; all: the "
                           "three in order (tuning only with several tasks).")
+    training.add_argument("--recipe",
+                          help="Training recipe: a built-in name (synthetic, "
+                          "retail, fashion_gen, food101) or a JSON file; "
+                          "default: the dataset's (synthetic for synthetic, "
+                          "retail for a manifest). The flags below override "
+                          "single values; the run writes the result to "
+                          "WORKDIR/recipe.json.")
+    training.add_argument("--recipe-set", action="append", metavar="KEY=VALUE",
+                          type=command_line.recipe_setting,
+                          help="Set one recipe value, e.g. "
+                          "stages.end2end.learning_rate_multipliers.clip=0.1 "
+                          "or stages.*.warmup_steps=100 (repeatable).")
     training.add_argument("--epochs", type=command_line.non_negative_int,
                           help="Epochs for every stage (0: evaluate the "
                           "stage's starting point without training).")
@@ -83,16 +95,35 @@ def build_parser():
     training.add_argument("--steps-per-epoch", type=command_line.positive_int,
                           help="Cap on steps per epoch (quick runs).")
     training.add_argument("--batch-size", type=command_line.positive_int,
-                          help="Global batch size.")
+                          help="Global batch size: examples per optimizer step.")
+    training.add_argument("--accumulate-steps", type=command_line.positive_int,
+                          default=1,
+                          help="Split each step's batch into this many "
+                          "micro-batches whose gradients add up, so a large "
+                          "--batch-size fits the device (same update).")
     training.add_argument("--learning-rate", type=command_line.positive_float,
-                          help="Base learning rate (default: the model config's).")
+                          help="Base (peak) learning rate.")
+    training.add_argument("--lr-schedule", choices=["cosine", "constant"],
+                          help="After the warm-up: cosine decay to 0 at the "
+                          "stage's end, or constant.")
+    training.add_argument("--warmup-steps", type=command_line.non_negative_int,
+                          help="Steps of linear learning-rate warm-up from 0 "
+                          "at the start of every stage.")
     training.add_argument("--weight-decay", type=command_line.non_negative_float,
-                          help="AdamW weight decay (default: the model config's).")
+                          help="AdamW weight decay (not on LayerNorm scales, "
+                          "biases and the modality-attention vector).")
+    training.add_argument("--clip-norm", type=command_line.non_negative_float,
+                          help="Clip gradients to this global norm (0: off).")
+    training.add_argument("--early-stopping-patience",
+                          type=command_line.non_negative_int,
+                          help="Stop a stage after this many epochs without "
+                          "a better validation score (0: never).")
     training.add_argument("--selection-metric", default="auto",
                           choices=["auto", "recall_at_90_precision", "accuracy"],
                           help="Validation metric that picks the best "
-                          "checkpoint (auto: accuracy for food101 and "
-                          "fashion_gen, recall at 90%% precision otherwise).")
+                          "checkpoint (auto: the recipe's: accuracy for "
+                          "food101 and fashion_gen, recall at 90%% precision "
+                          "otherwise).")
     training.add_argument("--cache-features", action="store_true",
                           help="In frozen stages, compute the frozen front of "
                           "the model once, to disk (WORKDIR/<stage>/"
@@ -120,8 +151,15 @@ def build_parser():
                           help="Where checkpoints, metrics and TensorBoard go.")
 
     system = command_line.add_system_arguments(parser)
-    system.add_argument("--mixed-precision", action="store_true",
-                        help="bfloat16 compute, float32 weights.")
+    system.add_argument("--mixed-precision", nargs="?", const="bfloat16",
+                        choices=["bfloat16", "float16"],
+                        help="Compute in bfloat16 (the flag alone; TPUs and "
+                        "GPUs from Ampere on) or float16 (older GPUs; the "
+                        "loss is scaled), weights in float32.")
+    system.add_argument("--steps-per-execution", type=command_line.positive_int,
+                        default=1,
+                        help="Train steps per call into the accelerator: the "
+                        "host syncs (losses, progress bar) once per N steps.")
     system.add_argument("--export", metavar="MODEL_BASE_PATH",
                         help="After training, export a SavedModel for TF "
                         "Serving to MODEL_BASE_PATH/<model-name>/<version>/.")

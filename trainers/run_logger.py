@@ -33,8 +33,16 @@ class RunLogger:
         with self._writer(stage, "train").as_default():
             hparams_api.hparams(values, trial_id=f"{stage}")
 
+    def learning_rates(self, stage, step, rates):
+        """Each module group's current learning rate (`{group: rate}`)."""
+        if not self.enabled:
+            return
+        with self._writer(stage, "train").as_default():
+            for group, rate in rates.items():
+                tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
+
     def epoch(self, stage, step, train_losses, metrics, predictions,
-              learning_rates, weighted_losses=None):
+              weighted_losses=None):
         """An epoch's train losses and validation metrics.
 
         `weighted_losses` (`{name: (weight, loss)}`, e.g. the contrastive
@@ -52,8 +60,6 @@ class RunLogger:
             total = sum(train_losses.values()) + sum(
                 weight * loss for weight, loss in weighted_losses.values())
             tf.summary.scalar("loss/total", total, step=step)
-            for group, rate in learning_rates.items():
-                tf.summary.scalar(f"learning_rate/{group}", rate, step=step)
         with self._writer(stage, "validation").as_default():
             for task, values in metrics.items():
                 for name, value in values.items():

@@ -4,7 +4,15 @@ Keras 3's `fit` cannot run under `MultiWorkerMirroredStrategy`, and the stages
 need per-group optimizers anyway, so this loop serves every strategy: one
 AdamW per trainable module group (frozen groups get neither gradients nor
 optimizer state), losses normalized by the global count of labelled examples
-per task, gradients summed across replicas by the Keras optimizer.
+per task.
+
+`steps_per_execution` steps run inside one `tf.function` (a `tf.range` loop
+over the distributed iterator) with the loss sums kept on the device: the
+host waits for the accelerator once per execution, not once per step. Per
+step, the gradients of every group are summed across replicas in one
+all-reduce, clipped by their global norm, and applied per group; with
+`accumulate_steps` K, a step's batch is split into K micro-batches whose
+gradients add up on the device before that one all-reduce.
 """
 
 import keras
@@ -13,6 +21,7 @@ import tensorflow as tf
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from trainers.evaluation import Evaluator
+from trainers.group_optimizer import group_optimizer
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -25,7 +34,8 @@ class StageTrainer:
         schedule: `trainers.stage_schedule.StageSchedule`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The base learning rate.
-        weight_decay: float. AdamW's decoupled weight decay.
+        weight_decay: float. AdamW's decoupled weight decay (not on vectors:
+            `trainers.group_optimizer.group_optimizer`).
         jit_compile: bool. XLA-compile the forward and backward pass.
         task_losses: `{task: fn(logits, labels) -> (sum, count)}`
             (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
@@ -33,12 +43,43 @@ class StageTrainer:
             InfoNCE (the global batch's, on CLIP's pooled, projected
             embeddings, at CLIP's temperature) to the loss in stages where
             CLIP trains; 0 (the paper's recipe) adds nothing.
+        steps_per_execution: int. Steps per `tf.function` call (and host
+            sync). Defaults to 1.
+        accumulate_steps: int. Micro-batches per step: each replica's batch
+            is split into this many, run one after the other. The update
+            equals one step on the whole batch. Defaults to 1.
+        clip_norm: optional float. Clip the gradients of all groups
+            together to this global norm (after summing over replicas).
+        learning_rate_schedule: optional callable, peak rate -> Keras
+            schedule (`trainers.learning_rate_schedule.WarmupSchedule`);
+            default: constant.
+        optimizer_options: optional dict of AdamW's `beta_1`, `beta_2`,
+            `epsilon`.
+
+    Under a `mixed_float16` model, every group's AdamW is wrapped in Keras's
+    `LossScaleOptimizer`; the loss is scaled once, and a step whose
+    gradients overflow anywhere is skipped in every group, so the groups'
+    scales stay equal.
+
+    Example:
+    ```python
+    trainer = StageTrainer(model, STAGES["warmup"], strategy, 1e-5, 1e-4,
+                           steps_per_execution=8, clip_norm=1.0)
+    losses = trainer.train_steps(strategy.experimental_distribute_dataset(ds), 100)
+    ```
     """
 
     def __init__(
         self, model, schedule, strategy, learning_rate, weight_decay,
         jit_compile=False, task_losses=None, contrastive_weight=0.0,
+        steps_per_execution=1, accumulate_steps=1, clip_norm=None,
+        learning_rate_schedule=None, optimizer_options=None,
     ):
+        if steps_per_execution < 1 or accumulate_steps < 1:
+            raise ValueError(
+                "steps_per_execution and accumulate_steps must be >= 1; got "
+                f"{steps_per_execution} and {accumulate_steps}."
+            )
         self.model = model
         self.schedule = schedule
         self.strategy = strategy
@@ -50,9 +91,19 @@ class StageTrainer:
         self.contrastive_weight = (
             0.0 if schedule.clip_frozen() else float(contrastive_weight)
         )
+        if self.contrastive_weight and accumulate_steps > 1:
+            raise ValueError(
+                "The contrastive loss compares every pair of the batch, so "
+                "it cannot be split into micro-batches: use accumulate_steps "
+                f"1 with contrastive_weight {contrastive_weight}."
+            )
         with strategy.scope():
             self.contrastive_metric = keras.metrics.Mean(name="contrastive")
-        self.learning_rates = {}
+        self.steps_per_execution = int(steps_per_execution)
+        self.accumulate_steps = int(accumulate_steps)
+        self.clip_norm = clip_norm or None
+        self.loss_scaling = model.dtype_policy.compute_dtype == "float16"
+        self.peak_learning_rates = {}
         groups = model.module_groups()
         self.group_variables = {
             group: groups[group]
@@ -63,14 +114,15 @@ class StageTrainer:
             self.optimizers = {}
             for group, variables in self.group_variables.items():
                 rate = learning_rate * schedule.learning_rate_multipliers[group]
-                self.learning_rates[group] = rate
-                optimizer = keras.optimizers.AdamW(
-                    learning_rate=rate,
-                    weight_decay=weight_decay,
+                self.peak_learning_rates[group] = rate
+                self.optimizers[group] = group_optimizer(
+                    variables,
+                    learning_rate_schedule(rate) if learning_rate_schedule else rate,
+                    weight_decay,
+                    loss_scaling=self.loss_scaling,
                     name=f"{group}_optimizer",
+                    **(optimizer_options or {}),
                 )
-                optimizer.build(variables)
-                self.optimizers[group] = optimizer
         self._variables = [
             v for group in self.group_variables for v in self.group_variables[group]
         ]
@@ -79,7 +131,7 @@ class StageTrainer:
             # The InfoNCE all-gathers across replicas, which a nested
             # tf.function inside `strategy.run` cannot hold.
             self._gradients = self._loss_and_gradients
-        self._train_step = tf.function(self._distributed_train_step)
+        self._train_loop = tf.function(self._distributed_train_loop)
         self.evaluator = Evaluator(
             lambda features: self._forward(features, training=False),
             self.tasks, strategy,
@@ -161,8 +213,85 @@ class StageTrainer:
                 # replicas and steps is its mean over steps.
                 replicas = tf.distribute.get_replica_context().num_replicas_in_sync
                 self.contrastive_metric.update_state(contrastive * replicas)
+            if self.loss_scaling:
+                total = total * self._loss_scale()
         gradients = tape.gradient(total, self._variables)
         return per_task, gradients
+
+    def _loss_scale(self):
+        """float16's dynamic loss scale (equal in every group's optimizer)."""
+        return tf.cast(next(iter(self.optimizers.values())).dynamic_scale, tf.float32)
+
+    def _accumulated_gradients(self, features, labels, global_counts):
+        """Loss and gradient sums over `accumulate_steps` micro-batches.
+
+        Counts are the whole batch's, so the sums equal one step on it.
+        """
+        parts = self.accumulate_steps
+
+        def micro_batch(tensor, index):
+            size = tf.shape(tensor)[0] // parts
+            return tensor[index * size : (index + 1) * size]
+
+        def body(index, loss_sums, gradient_sums):
+            part_features, part_labels = tf.nest.map_structure(
+                lambda t: micro_batch(t, index), (features, labels)
+            )
+            per_task, gradients = self._gradients(
+                part_features, part_labels, global_counts
+            )
+            loss_sums = {t: loss_sums[t] + per_task[t] for t in self.tasks}
+            gradient_sums = [
+                total if gradient is None else total + gradient
+                for total, gradient in zip(gradient_sums, gradients)
+            ]
+            return index + 1, loss_sums, gradient_sums
+
+        _, loss_sums, gradient_sums = tf.while_loop(
+            lambda index, *_: index < parts,
+            body,
+            (
+                tf.constant(0),
+                {t: tf.constant(0.0) for t in self.tasks},
+                [tf.zeros(v.shape, v.dtype) for v in self._variables],
+            ),
+            parallel_iterations=1,  # One micro-batch's activations at a time.
+        )
+        return loss_sums, gradient_sums
+
+    def _summed_over_replicas(self, gradients):
+        """One all-reduce for every group's gradients."""
+        if self.strategy.num_replicas_in_sync == 1:
+            return gradients
+        present = [i for i, g in enumerate(gradients) if g is not None]
+        summed = tf.distribute.get_replica_context().all_reduce(
+            SUM, [gradients[i] for i in present]
+        )
+        gradients = list(gradients)
+        for i, gradient in zip(present, summed):
+            gradients[i] = gradient
+        return gradients
+
+    def _apply_gradients(self, gradients):
+        scale = 1.0
+        if self.loss_scaling:
+            scale = self._loss_scale()
+            # An overflow in any group skips the step in all of them (each
+            # LossScaleOptimizer sees non-finite gradients), so their loss
+            # scales move together.
+            finite = tf.reduce_all([
+                tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None
+            ])
+            poison = tf.where(finite, 0.0, float("nan"))
+            gradients = [None if g is None else g + poison for g in gradients]
+        if self.clip_norm:
+            # Still scaled by the loss scale: so is the threshold.
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * scale)
+        start = 0
+        for group, variables in self.group_variables.items():
+            group_gradients = gradients[start : start + len(variables)]
+            start += len(variables)
+            self.optimizers[group].apply_gradients(zip(group_gradients, variables))
 
     def _replica_train_step(self, features, labels):
         context = tf.distribute.get_replica_context()
@@ -172,26 +301,59 @@ class StageTrainer:
             )
             for task in self.tasks
         }
-        per_task, gradients = self._gradients(features, labels, global_counts)
-        start = 0
-        for group, variables in self.group_variables.items():
-            group_gradients = gradients[start : start + len(variables)]
-            start += len(variables)
-            self.optimizers[group].apply_gradients(zip(group_gradients, variables))
+        if self.accumulate_steps == 1:
+            per_task, gradients = self._gradients(features, labels, global_counts)
+        else:
+            per_task, gradients = self._accumulated_gradients(
+                features, labels, global_counts
+            )
+        self._apply_gradients(self._summed_over_replicas(gradients))
         return per_task
 
-    def _distributed_train_step(self, iterator):
-        features, labels = next(iterator)
-        per_replica = self.strategy.run(
-            self._replica_train_step, args=(features, labels)
-        )
-        return {
-            task: self.strategy.reduce(SUM, loss, axis=None)
-            for task, loss in per_replica.items()
-        }
+    def _distributed_train_loop(self, iterator, num_steps):
+        """Up to `num_steps` steps; the per-task loss sums and the steps run."""
+        totals = {task: tf.constant(0.0) for task in self.tasks}
+        steps = tf.constant(0)
+        for _ in tf.range(num_steps):
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break  # The data ended early; `steps` says how many ran.
+            features, labels = batch.get_value()
+            per_replica = self.strategy.run(
+                self._replica_train_step, args=(features, labels)
+            )
+            totals = {
+                task: totals[task]
+                + self.strategy.reduce(SUM, per_replica[task], axis=None)
+                for task in self.tasks
+            }
+            steps += 1
+        return totals, steps
 
-    def train_steps(self, distributed_dataset, num_steps, on_step=None):
+    def run_steps(self, iterator, num_steps):
+        """Runs up to `num_steps` steps in one call; one host sync.
+
+        Args:
+            iterator: `iter()` of a distributed dataset; it moves on.
+            num_steps: int.
+
+        Returns:
+            `(mean loss per task, steps run)`; fewer steps if the data ended.
+        """
+        totals, steps = self._train_loop(iterator, tf.constant(num_steps))
+        steps = int(steps)
+        return {t: float(v) / max(steps, 1) for t, v in totals.items()}, steps
+
+    def train_steps(self, distributed_dataset, num_steps, on_step=None,
+                    sync_every=None, first_step=0):
         """Runs up to `num_steps` steps; returns the mean loss per task.
+
+        Steps run `steps_per_execution` at a time; after each execution,
+        `on_step(step, losses)` gets the index of its last step (from 0) and
+        its mean losses. With `sync_every`, an execution also ends at every
+        multiple of `sync_every` steps counted from the epoch's start, of
+        which `first_step` were done before (for checkpoints at fixed
+        steps, whatever `steps_per_execution`).
 
         Stops early, without an error, if the data ends first (the caller
         counted the steps from the good records, so that should not happen;
@@ -200,17 +362,19 @@ class StageTrainer:
         iterator = iter(distributed_dataset)
         totals = {task: 0.0 for task in self.tasks}
         self.steps_run = 0
-        for step in range(num_steps):
-            try:
-                losses = self._train_step(iterator)
-            except tf.errors.OutOfRangeError:
-                break
-            losses = {task: float(value) for task, value in losses.items()}
-            self.steps_run += 1
+        while self.steps_run < num_steps:
+            chunk = min(self.steps_per_execution, num_steps - self.steps_run)
+            if sync_every:
+                done = first_step + self.steps_run
+                chunk = min(chunk, sync_every - done % sync_every)
+            losses, ran = self.run_steps(iterator, chunk)
+            self.steps_run += ran
             for task in self.tasks:
-                totals[task] += losses[task]
-            if on_step is not None:
-                on_step(step, losses)
+                totals[task] += losses[task] * ran
+            if ran and on_step is not None:
+                on_step(self.steps_run - 1, losses)
+            if ran < chunk:
+                break
         return {
             task: total / max(self.steps_run, 1) for task, total in totals.items()
         }
@@ -223,6 +387,14 @@ class StageTrainer:
         value = float(self.contrastive_metric.result())
         self.contrastive_metric.reset_state()
         return value
+
+    @property
+    def learning_rates(self):
+        """Each group's learning rate at its optimizer's current step."""
+        return {
+            group: float(optimizer.learning_rate)
+            for group, optimizer in self.optimizers.items()
+        }
 
     # --- Evaluation. ---
 

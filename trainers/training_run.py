@@ -23,13 +23,22 @@ from trainers.evaluation import Evaluator
 from trainers.evaluation import evaluate_predictions
 from trainers.evaluation import score_thresholds
 from trainers.input_data import load_run_data
+from trainers.learning_rate_schedule import WarmupSchedule
+from trainers.recipe import default_recipe
+from trainers.recipe import recipe_overrides
+from trainers.recipe import resolve_recipe
+from trainers.recipe import stage_schedule
+from trainers.recipe import write_recipe
 from trainers.run_logger import RunLogger
 from trainers.run_record import RUN_FILE
 from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
-from trainers.stage_schedule import STAGES
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+
+# --mixed-precision to Keras's dtype policy (variables stay float32).
+DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
+                  "float16": "mixed_float16"}
 
 
 class TrainingRun:
@@ -38,8 +47,13 @@ class TrainingRun:
     def __init__(self, args):
         self.args = args
         self.workdir = args.workdir
-        if args.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        # A bad recipe or override stops the run before anything is written.
+        self.recipe = resolve_recipe(args.recipe or default_recipe(args.dataset),
+                                     recipe_overrides(args))
+        # Always set: runs in one process (experiment suites) must not
+        # inherit an earlier run's policy.
+        keras.mixed_precision.set_global_policy(
+            DTYPE_POLICIES[args.mixed_precision])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
@@ -74,12 +88,7 @@ class TrainingRun:
         return stages
 
     def stage_epochs(self, stage):
-        explicit = getattr(self.args, f"{stage}_epochs")
-        if explicit is not None:
-            return explicit
-        if self.args.epochs is not None:
-            return self.args.epochs
-        return self.model_config["training"]["epochs"][stage]
+        return self.recipe["stages"][stage]["epochs"]
 
     def run(self):
         started = time.time()
@@ -87,6 +96,7 @@ class TrainingRun:
         if self.chief:
             self.data.save_labels(self.workdir)
             write_json(os.path.join(self.workdir, RUN_FILE), run_record(self.args))
+            write_recipe(self.workdir, self.recipe)
         results = {}
         if self.args.variant == "zero_shot":
             results["zero_shot"] = self.run_zero_shot()
@@ -154,24 +164,40 @@ class TrainingRun:
 
     def run_stage(self, stage):
         args = self.args
-        schedule = STAGES[stage]
+        recipe = self.recipe
+        plan = recipe["stages"][stage]
+        schedule = stage_schedule(recipe, stage)
         model, clip, config = self.build_model()
-        training = config["training"]
-        learning_rate = args.learning_rate or training["learning_rate"]
-        weight_decay = (
-            args.weight_decay if args.weight_decay is not None
-            else training["weight_decay"]
-        )
-        batch_size = args.batch_size or training["batch_size"]
-        epochs = self.stage_epochs(stage)
+        learning_rate = recipe["learning_rate"]
+        weight_decay = plan["weight_decay"]
+        batch_size = recipe["batch_size"]
+        micro_batch_size = self.micro_batch_size(batch_size)
+        epochs = plan["epochs"]
         stage_dir = os.path.join(self.workdir, stage)
         os.makedirs(stage_dir, exist_ok=True)
+        steps = self.data.num_train_examples // batch_size
+        if args.steps_per_epoch:
+            steps = min(steps, args.steps_per_epoch)
+        if steps == 0 and epochs:
+            raise ValueError(
+                f"--batch-size {batch_size} exceeds the "
+                f"{self.data.num_train_examples} usable training examples; pass "
+                "a smaller --batch-size."
+            )
 
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
             task_losses=task_losses(args.loss, list(self.tasks), default="ce"),
             contrastive_weight=getattr(args, "contrastive_weight", 0.0),
+            steps_per_execution=args.steps_per_execution,
+            accumulate_steps=args.accumulate_steps,
+            clip_norm=plan["clip_norm"],
+            learning_rate_schedule=WarmupSchedule(
+                total_steps=epochs * steps, warmup_steps=plan["warmup_steps"],
+                decay=plan["schedule"],
+            ),
+            optimizer_options=recipe["optimizer"],
         )
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
@@ -197,26 +223,18 @@ class TrainingRun:
             if not self.chief:
                 cache_dir = os.path.join(cache_dir, f"worker_{self.worker}")
             started = time.time()
-            cache = self.data.cache_features(trainer, batch_size, cache_dir)
+            cache = self.data.cache_features(trainer, micro_batch_size, cache_dir)
             self.log(f"[{stage}] Feature cache ({trainer.input_depth}, "
                      f"{len(cache):,} examples) in {cache_dir} "
                      f"({time.time() - started:.0f} s).")
-        steps = self.data.num_train_examples // batch_size
-        if args.steps_per_epoch:
-            steps = min(steps, args.steps_per_epoch)
-        if steps == 0:
-            raise ValueError(
-                f"--batch-size {batch_size} exceeds the "
-                f"{self.data.num_train_examples} usable training examples; pass "
-                "a smaller --batch-size."
-            )
-        self.logger.hparams(stage, self.hparams(stage, learning_rate,
-                                                weight_decay, batch_size, epochs))
+        self.logger.hparams(stage, self.hparams(stage, plan, batch_size))
         validation = self.strategy.experimental_distribute_dataset(
-            self.data.eval_batches("validation", batch_size)
+            self.data.eval_batches("validation", micro_batch_size)
         )
 
         for epoch in range(int(checkpoints.epoch), epochs):
+            if self.stops_early(stage, epoch, checkpoints, plan):
+                break
             first_step = int(checkpoints.step) if epoch == int(checkpoints.epoch) else 0
             dataset = self.data.train_batches(
                 epoch, batch_size, skip_batches=first_step, cached=cache,
@@ -231,12 +249,18 @@ class TrainingRun:
                 progress.update(first_step)
 
             def on_step(step, losses, epoch=epoch, first_step=first_step):
+                # Once per execution (--steps-per-execution steps).
                 done = first_step + step + 1
                 progress.update(done, [(f"{t}_loss", v) for t, v in losses.items()])
+                self.logger.learning_rates(stage, epoch * steps + done,
+                                           trainer.learning_rates)
                 if done % args.checkpoint_every == 0 and done < steps:
                     checkpoints.save_latest(epoch, done)
 
-            train_losses = trainer.train_steps(dataset, steps - first_step, on_step)
+            train_losses = trainer.train_steps(
+                dataset, steps - first_step, on_step,
+                sync_every=args.checkpoint_every, first_step=first_step,
+            )
             contrastive = trainer.contrastive_loss()
             if trainer.steps_run < steps - first_step:
                 self.log(f"[{stage}] The training data ended after "
@@ -255,14 +279,14 @@ class TrainingRun:
             self.log_record_counts(stage)
             if score > float(checkpoints.best_score):
                 checkpoints.save_best(
-                    score, {"epoch": epoch + 1, "score": score, "validation": metrics}
+                    score, {"epoch": epoch + 1, "score": score, "validation": metrics},
+                    epoch + 1,
                 )
                 self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
             checkpoints.save_latest(epoch + 1, 0)
             # Logging comes after the checkpoints: it can never cost an epoch.
             self.logger.epoch(
                 stage, global_step, train_losses, metrics, predictions,
-                trainer.learning_rates,
                 weighted_losses=None if contrastive is None else
                 {"contrastive": (trainer.contrastive_weight, contrastive)},
             )
@@ -272,10 +296,35 @@ class TrainingRun:
             self.logger.attention_maps(stage, global_step, model, self.data)
 
         result = self.finish_stage(stage, model, trainer, checkpoints, clip,
-                                   config, batch_size)
+                                   config, micro_batch_size)
         if cache is not None and not args.keep_feature_cache:
             cache.delete()
         return result
+
+    def micro_batch_size(self, batch_size):
+        """What one replica's forward pass sees at once, times the replicas:
+        the batch split into --accumulate-steps micro-batches."""
+        parts = self.args.accumulate_steps
+        replicas = self.strategy.num_replicas_in_sync
+        if batch_size % (parts * replicas):
+            raise ValueError(
+                f"The batch of {batch_size} does not split into "
+                f"--accumulate-steps {parts} micro-batches over {replicas} "
+                f"replica(s); pass a --batch-size that is a multiple of "
+                f"{parts * replicas}."
+            )
+        return batch_size // parts
+
+    def stops_early(self, stage, epoch, checkpoints, plan):
+        """True (and says so) when the stage's patience ran out before `epoch`."""
+        patience = plan["early_stopping_patience"]
+        best_epoch = int(checkpoints.best_epoch)
+        if not patience or epoch == 0 or epoch - best_epoch < patience:
+            return False
+        self.log(f"[{stage}] Early stop after epoch {epoch}: no better "
+                 f"validation score in {patience} epochs (best: epoch "
+                 f"{best_epoch}).")
+        return True
 
     def run_zero_shot(self, clip=None):
         """Evaluates CLIP (the run's preset, or `clip`) with class prompts;
@@ -299,7 +348,7 @@ class TrainingRun:
             lambda features: model(features, training=False), self.tasks,
             self.strategy,
         )
-        batch_size = self.args.batch_size or config["training"]["batch_size"]
+        batch_size = self.micro_batch_size(self.recipe["batch_size"])
         result = {}
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
@@ -374,12 +423,8 @@ class TrainingRun:
     # --- Metrics and reports. ---
 
     def selection_metric(self):
-        if self.args.selection_metric != "auto":
-            return self.args.selection_metric
-        # Food-101 and Fashion-Gen (raw or TFDS) report accuracy in the paper.
-        if any(name in self.args.dataset for name in ("food101", "fashion_gen")):
-            return "accuracy"
-        return "recall_at_90_precision"
+        # --selection-metric is folded into the recipe.
+        return self.recipe["selection_metric"]
 
     def selection_score(self, metrics):
         """Mean over tasks of the selection metric; accuracy breaks ties."""
@@ -388,18 +433,26 @@ class TrainingRun:
         accuracy = [m.get("accuracy", 0.0) for m in metrics.values()]
         return float(np.mean(values)) + 1e-3 * float(np.mean(accuracy))
 
-    def hparams(self, stage, learning_rate, weight_decay, batch_size, epochs):
+    def hparams(self, stage, plan, batch_size):
         return {
             "stage": stage, "model": self.model_config["name"],
             "variant": self.args.variant, "dataset": self.args.dataset,
-            "learning_rate": learning_rate, "weight_decay": weight_decay,
-            "batch_size": batch_size, "epochs": epochs, "seed": self.args.seed,
+            "recipe": self.recipe["name"],
+            "learning_rate": self.recipe["learning_rate"],
+            "lr_schedule": plan["schedule"],
+            "warmup_steps": plan["warmup_steps"],
+            "weight_decay": plan["weight_decay"],
+            "clip_norm": plan["clip_norm"] or 0.0,
+            "batch_size": batch_size, "epochs": plan["epochs"],
+            "accumulate_steps": self.args.accumulate_steps,
+            "steps_per_execution": self.args.steps_per_execution,
+            "seed": self.args.seed,
             "replicas": self.strategy.num_replicas_in_sync,
             "cache_features": bool(self.args.cache_features),
             "loss": json.dumps(self.args.loss),
             "label_noise": self.args.label_noise,
             "contrastive_weight": getattr(self.args, "contrastive_weight", 0.0),
-            "mixed_precision": bool(self.args.mixed_precision),
+            "mixed_precision": self.args.mixed_precision or "none",
         }
 
     def write_metrics(self):

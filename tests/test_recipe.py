@@ -1,0 +1,156 @@
+"""Training recipes: built-in ones resolve, overrides land where they say,
+bad values are refused with the field's name; the learning-rate schedule
+against hand-computed values."""
+
+import json
+import math
+
+import pytest
+
+from trainers import run as run_cli
+from trainers.learning_rate_schedule import WarmupSchedule
+from trainers.recipe import available_recipes
+from trainers.recipe import default_recipe
+from trainers.recipe import recipe_overrides
+from trainers.recipe import resolve_recipe
+from trainers.recipe import stage_schedule
+from trainers.stage_schedule import STAGES
+
+
+def test_every_built_in_recipe_resolves_with_every_stage_complete():
+    assert available_recipes() == ["fashion_gen", "food101", "retail", "synthetic"]
+    for name in available_recipes():
+        recipe = resolve_recipe(name)
+        assert recipe["name"] == name and recipe["description"]
+        for stage, fields in recipe["stages"].items():
+            assert sorted(fields) == sorted([
+                "epochs", "learning_rate_multipliers", "schedule", "warmup_steps",
+                "weight_decay", "clip_norm", "early_stopping_patience"]), (name, stage)
+            assert stage_schedule(recipe, stage).frozen_groups() == (
+                STAGES[stage].frozen_groups())
+
+
+def test_the_paper_settings_are_in_the_paper_recipes():
+    # Section 4.2: batch 1024, rate 1e-5, weight decay 1e-4; 20 epochs per
+    # stage for the retail attributes, 100 warm-up and 300 end-to-end for
+    # Food-101 and Fashion-Gen, which report accuracy.
+    for name, epochs, metric in (
+        ("retail", (20, 20), "recall_at_90_precision"),
+        ("fashion_gen", (100, 300), "accuracy"),
+        ("food101", (100, 300), "accuracy"),
+    ):
+        recipe = resolve_recipe(name)
+        assert (recipe["batch_size"], recipe["learning_rate"]) == (1024, 1e-5)
+        assert recipe["selection_metric"] == metric
+        stages = recipe["stages"]
+        assert (stages["warmup"]["epochs"], stages["end2end"]["epochs"]) == epochs
+        assert {s["weight_decay"] for s in stages.values()} == {1e-4}
+
+
+def test_each_dataset_gets_its_recipe():
+    assert default_recipe("synthetic") == "synthetic"
+    assert default_recipe("manifest") == "retail"
+    assert default_recipe("tfds:upmc_food101/val20") == "food101"
+    assert default_recipe("tfds:fashion_gen") == "fashion_gen"
+
+
+def test_flags_override_single_values_and_a_stage_flag_wins():
+    args = run_cli.build_parser().parse_args([
+        "--epochs", "3", "--tuning-epochs", "1", "--batch-size", "16",
+        "--clip-norm", "0", "--warmup-steps", "7",
+        "--recipe-set", "stages.end2end.learning_rate_multipliers.clip=0.1",
+        "--recipe-set", "stages.warmup.schedule=constant",
+    ])
+    recipe = resolve_recipe("fashion_gen", recipe_overrides(args))
+    stages = recipe["stages"]
+    assert [stages[s]["epochs"] for s in ("warmup", "end2end", "tuning")] == [3, 3, 1]
+    assert recipe["batch_size"] == 16 and recipe["learning_rate"] == 1e-5
+    assert {s["warmup_steps"] for s in stages.values()} == {7}
+    assert {s["clip_norm"] for s in stages.values()} == {0}  # 0: off.
+    assert stages["end2end"]["learning_rate_multipliers"] == {
+        "clip": 0.1, "fusion": 1.0, "modality_attention": 1.0, "heads": 1.0}
+    assert stages["warmup"]["schedule"] == "constant"
+    assert stages["end2end"]["schedule"] == "cosine"  # Untouched.
+    # Flags left out change nothing.
+    assert resolve_recipe("fashion_gen", recipe_overrides(
+        run_cli.build_parser().parse_args([]))) == resolve_recipe("fashion_gen")
+
+
+def test_a_recipe_file_may_leave_out_the_paper_table_and_defaults(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({
+        "name": "mine", "batch_size": 64, "learning_rate": 3e-4,
+        "stage_defaults": {"schedule": "cosine", "warmup_steps": 10,
+                           "weight_decay": 0.05},
+        "stages": {"end2end": {"epochs": 5,
+                               "learning_rate_multipliers": {"clip": 0.1}},
+                   "warmup": {"epochs": 1}, "tuning": {"epochs": 0}},
+    }))
+    recipe = resolve_recipe(str(path))
+    end2end = recipe["stages"]["end2end"]
+    assert end2end["learning_rate_multipliers"] == {
+        "clip": 0.1, "fusion": 1.0, "modality_attention": 1.0, "heads": 1.0}
+    assert (end2end["warmup_steps"], end2end["weight_decay"]) == (10, 0.05)
+    assert end2end["clip_norm"] is None and end2end["early_stopping_patience"] is None
+    assert recipe["selection_metric"] == "recall_at_90_precision"
+    assert recipe["source"] == str(path)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"stages.warmup.schedule": "linear"},
+     "stages.warmup.schedule must be one of ('cosine', 'constant'); got 'linear'"),
+    ({"stages.end2end.learning_rate_multipliers.text": 0.1},
+     "unknown field 'text' in stages.end2end.learning_rate_multipliers"),
+    ({"stages.tuning.learning_rate_multipliers.heads": 0},
+     "stages.tuning.learning_rate_multipliers.heads must be a number > 0, or null"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1; got 0"),
+    ({"stages.*.epochs": 1.5}, "stages.warmup.epochs must be an integer >= 0"),
+    ({"stages.*.warmup_step": 5}, "unknown field 'warmup_step' in stages.warmup"),
+    ({"learnig_rate": 1.0}, "unknown field 'learnig_rate' in the recipe"),
+    ({"selection_metric": "f1"}, "selection_metric must be one of"),
+])
+def test_bad_values_name_their_field(overrides, message):
+    with pytest.raises(ValueError, match="Recipe: " + message.replace("(", r"\(")
+                       .replace(")", r"\)")):
+        resolve_recipe("synthetic", overrides)
+
+
+def test_freezing_every_group_is_refused():
+    with pytest.raises(ValueError, match="stages.tuning freezes every module group"):
+        resolve_recipe("synthetic", {
+            "stages.tuning.learning_rate_multipliers": {
+                "clip": None, "fusion": None, "modality_attention": None,
+                "heads": None}})
+
+
+def test_unknown_recipe_lists_the_built_in_ones():
+    with pytest.raises(ValueError, match="fashion_gen, food101, retail, synthetic"):
+        resolve_recipe("imagenet")
+
+
+def _rates(schedule, peak, steps):
+    learning_rate = schedule(peak)
+    return [float(learning_rate(step)) for step in range(steps)]
+
+
+def test_warmup_rises_linearly_then_cosine_falls_to_zero():
+    # 4 warm-up steps from 0, then a half cosine over the 8 steps left of 12.
+    rates = _rates(WarmupSchedule(total_steps=12, warmup_steps=4), 2.0, 13)
+    assert rates[:5] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    for step in range(4, 13):
+        expected = 2.0 * 0.5 * (1 + math.cos(math.pi * (step - 4) / 8))
+        assert rates[step] == pytest.approx(expected, abs=1e-6), step
+    assert rates[8] == pytest.approx(1.0)  # Halfway down.
+    assert rates[12] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_constant_after_warmup_and_cosine_without_one():
+    rates = _rates(WarmupSchedule(total_steps=10, warmup_steps=2, decay="constant"),
+                   1e-3, 10)
+    assert rates == pytest.approx([0.0, 5e-4] + [1e-3] * 8)
+    rates = _rates(WarmupSchedule(total_steps=4), 1.0, 5)
+    assert rates == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5,
+                                   0.5 - 0.5 * math.cos(math.pi / 4), 0.0], abs=1e-6)
+    # A stage shorter than its warm-up warms up over its whole length.
+    rates = _rates(WarmupSchedule(total_steps=2, warmup_steps=5), 1.0, 2)
+    assert rates == pytest.approx([0.0, 0.5])

@@ -1,0 +1,259 @@
+"""Training recipes as data: how to train, per dataset and per stage.
+
+A recipe is a JSON file, apart from the architecture (`cmaclip_tf/configs/`),
+as open_clip keeps model configs apart from its training parameters. The
+built-in ones are `trainers/recipes/<name>.json`: `synthetic` (the demo),
+`retail` (the paper's multi-task attribute setting), `fashion_gen`, `food101`.
+
+    {
+      "name": "...", "description": "...",
+      "batch_size": 1024,          # examples per optimizer step (global)
+      "learning_rate": 1e-5,       # base (peak) rate; groups multiply it
+      "selection_metric": "accuracy",   # or "recall_at_90_precision"
+      "optimizer": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+      "stage_defaults": {...},     # stage fields every stage starts from
+      "stages": {"warmup": {...}, "end2end": {...}, "tuning": {...}}
+    }
+
+Stage fields: `epochs`; `learning_rate_multipliers` (module group -> factor
+of the base rate, `null` = frozen; groups left out keep the paper's table,
+`trainers.stage_schedule.STAGES`); `schedule` (`cosine` or `constant`, after
+`warmup_steps` of linear warm-up); `weight_decay`; `clip_norm` (global
+gradient norm; 0 or `null`: no clipping); `early_stopping_patience` (epochs
+without a better validation score before the stage stops; 0 or `null`:
+never).
+
+`resolve_recipe` loads one, applies overrides (`"stages.*.epochs"` sets every
+stage's) and checks every value; the run writes the result to
+`WORKDIR/recipe.json`.
+"""
+
+import copy
+import json
+import os
+
+from trainers.learning_rate_schedule import DECAYS
+from trainers.stage_schedule import STAGE_ORDER
+from trainers.stage_schedule import STAGES
+from trainers.stage_schedule import StageSchedule
+
+RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+RECIPE_FILE = "recipe.json"
+SELECTION_METRICS = ("accuracy", "recall_at_90_precision")
+# The recipe a dataset gets without --recipe (registry names, before any "/").
+DATASET_RECIPES = {
+    "synthetic": "synthetic",
+    "manifest": "retail",
+    "food101": "food101",
+    "tfds:upmc_food101": "food101",
+    "fashion_gen": "fashion_gen",
+    "tfds:fashion_gen": "fashion_gen",
+}
+FALLBACK_RECIPE = "retail"
+
+TOP_FIELDS = ("name", "description", "batch_size", "learning_rate",
+              "selection_metric", "optimizer", "stage_defaults", "stages")
+STAGE_FIELDS = ("epochs", "learning_rate_multipliers", "schedule",
+                "warmup_steps", "weight_decay", "clip_norm",
+                "early_stopping_patience")
+OPTIMIZER_FIELDS = ("beta_1", "beta_2", "epsilon")
+
+
+def available_recipes():
+    """Names of the built-in recipes."""
+    return sorted(n[: -len(".json")] for n in os.listdir(RECIPE_DIR)
+                  if n.endswith(".json"))
+
+
+def default_recipe(dataset):
+    """The built-in recipe for a `--dataset` name."""
+    return DATASET_RECIPES.get(dataset.split("/")[0], FALLBACK_RECIPE)
+
+
+def load_recipe(name_or_path):
+    """A recipe as written (a dict), from a built-in name or a JSON path."""
+    path = name_or_path
+    if not os.path.isfile(path):
+        path = os.path.join(RECIPE_DIR, f"{name_or_path}.json")
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Unknown recipe {name_or_path!r}: use one of "
+            f"{', '.join(available_recipes())} or the path of a JSON file."
+        )
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Recipe {path} is not valid JSON: {error}") from None
+
+
+def resolve_recipe(name_or_path, overrides=None):
+    """The recipe with its overrides applied, complete and checked.
+
+    Args:
+        name_or_path: a built-in name, a JSON path, or a recipe dict.
+        overrides: optional dict of dotted key to value, e.g.
+            `{"batch_size": 8, "stages.*.epochs": 1,
+            "stages.end2end.learning_rate_multipliers.clip": 0.1}`; `None`
+            values are ignored.
+
+    Returns:
+        A dict with the top fields and, under `stages`, every stage with
+        every field (`stage_defaults` folded in).
+
+    Raises:
+        ValueError: an unknown recipe, field, stage or group, or a bad value.
+
+    Example:
+    ```python
+    recipe = resolve_recipe("fashion_gen", {"stages.*.epochs": 1})
+    recipe["stages"]["end2end"]["warmup_steps"]  # 500
+    ```
+    """
+    raw = (copy.deepcopy(name_or_path) if isinstance(name_or_path, dict)
+           else load_recipe(name_or_path))
+    source = name_or_path if isinstance(name_or_path, str) else raw.get("name")
+    _check_keys(raw, TOP_FIELDS, "the recipe")
+    defaults = raw.get("stage_defaults", {})
+    _check_keys(defaults, STAGE_FIELDS, "stage_defaults")
+    stages = raw.get("stages", {})
+    _check_keys(stages, STAGE_ORDER, "stages")
+    resolved = {key: raw[key] for key in TOP_FIELDS[:5] if key in raw}
+    resolved.setdefault("selection_metric", "recall_at_90_precision")
+    resolved["optimizer"] = dict(raw.get("optimizer", {}))
+    resolved["stages"] = {}
+    for stage in STAGE_ORDER:
+        fields = copy.deepcopy(defaults)
+        fields.update(copy.deepcopy(stages.get(stage, {})))
+        _check_keys(fields, STAGE_FIELDS, f"stages.{stage}")
+        multipliers = dict(STAGES[stage].learning_rate_multipliers)
+        multipliers.update(fields.get("learning_rate_multipliers", {}))
+        fields["learning_rate_multipliers"] = multipliers
+        resolved["stages"][stage] = fields
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _override(resolved, key, value)
+    resolved["source"] = source
+    _check(resolved)
+    return resolved
+
+
+def recipe_overrides(args):
+    """What `trainers/run.py`'s flags set in the recipe (`resolve_recipe`'s
+    `overrides`); flags not given are None and change nothing."""
+    flag = lambda name: getattr(args, name, None)  # noqa: E731
+    metric = flag("selection_metric")
+    overrides = {
+        "batch_size": flag("batch_size"),
+        "learning_rate": flag("learning_rate"),
+        "selection_metric": None if metric == "auto" else metric,
+        "stages.*.epochs": flag("epochs"),
+        "stages.*.weight_decay": flag("weight_decay"),
+        "stages.*.schedule": flag("lr_schedule"),
+        "stages.*.warmup_steps": flag("warmup_steps"),
+        "stages.*.clip_norm": flag("clip_norm"),
+        "stages.*.early_stopping_patience": flag("early_stopping_patience"),
+    }
+    for stage in STAGE_ORDER:  # A stage's own flag wins over --epochs.
+        overrides[f"stages.{stage}.epochs"] = flag(f"{stage}_epochs")
+    overrides.update(dict(flag("recipe_set") or []))
+    return overrides
+
+
+def stage_schedule(recipe, stage):
+    """The `StageSchedule` (which groups train, at what factor) of a stage."""
+    return StageSchedule(stage, dict(recipe["stages"][stage]["learning_rate_multipliers"]))
+
+
+def write_recipe(workdir, recipe):
+    """Writes the resolved recipe to `WORKDIR/recipe.json`; returns the path."""
+    from cmaclip_tf.atomic_files import write_json
+
+    path = os.path.join(workdir, RECIPE_FILE)
+    write_json(path, recipe, sort_keys=True)
+    return path
+
+
+def _check_keys(mapping, allowed, where):
+    if not isinstance(mapping, dict):
+        raise ValueError(f"Recipe: {where} must be a JSON object; got {mapping!r}.")
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"Recipe: unknown field {unknown[0]!r} in {where}; "
+                         f"expected {', '.join(allowed)}.")
+
+
+def _override(recipe, key, value):
+    """Sets `key` (dotted; `stages.*.` for every stage) to `value`."""
+    parts = key.split(".")
+    if parts[:2] == ["stages", "*"]:
+        for stage in STAGE_ORDER:
+            _override(recipe, ".".join(["stages", stage, *parts[2:]]), value)
+        return
+    target = recipe
+    for part in parts[:-1]:
+        if not isinstance(target.get(part), dict):
+            raise ValueError(f"Recipe: cannot set {key!r}: no field {part!r}.")
+        target = target[part]
+    target[parts[-1]] = value
+
+
+def _check(recipe):
+    _check_keys(recipe, (*TOP_FIELDS, "source"), "the recipe")
+    _require(recipe, "batch_size", _is_int(1), "an integer >= 1")
+    _require(recipe, "learning_rate", _is_number(0.0, exclusive=True), "a number > 0")
+    if recipe["selection_metric"] not in SELECTION_METRICS:
+        raise ValueError(f"Recipe: selection_metric must be one of "
+                         f"{SELECTION_METRICS}; got {recipe['selection_metric']!r}.")
+    _check_keys(recipe["optimizer"], OPTIMIZER_FIELDS, "optimizer")
+    for name, value in recipe["optimizer"].items():
+        if not _is_number(0.0)(value):
+            raise ValueError(f"Recipe: optimizer.{name} must be a number >= 0; "
+                             f"got {value!r}.")
+    for stage, fields in recipe["stages"].items():
+        where = f"stages.{stage}"
+        _check_keys(fields, STAGE_FIELDS, where)
+        _require(fields, "epochs", _is_int(0), "an integer >= 0", where)
+        _require(fields, "warmup_steps", _is_int(0), "an integer >= 0", where)
+        _require(fields, "weight_decay", _is_number(0.0), "a number >= 0", where)
+        if fields.get("schedule") not in DECAYS:
+            raise ValueError(f"Recipe: {where}.schedule must be one of {DECAYS}; "
+                             f"got {fields.get('schedule')!r}.")
+        for name, test, what in (
+            ("clip_norm", _is_number(0.0), "a number >= 0"),
+            ("early_stopping_patience", _is_int(0), "an integer >= 0"),
+        ):
+            fields.setdefault(name, None)
+            if fields[name] is not None and not test(fields[name]):
+                raise ValueError(f"Recipe: {where}.{name} must be {what} or "
+                                 f"null; got {fields[name]!r}.")
+        multipliers = fields["learning_rate_multipliers"]
+        _check_keys(multipliers, STAGES[stage].learning_rate_multipliers,
+                    f"{where}.learning_rate_multipliers")
+        for group, value in multipliers.items():
+            if value is not None and not _is_number(0.0, exclusive=True)(value):
+                raise ValueError(
+                    f"Recipe: {where}.learning_rate_multipliers.{group} must be "
+                    f"a number > 0, or null for frozen; got {value!r}.")
+        if not StageSchedule(stage, multipliers).trainable_groups():
+            raise ValueError(f"Recipe: {where} freezes every module group.")
+
+
+def _require(mapping, name, test, what, where=None):
+    label = f"{where}.{name}" if where else name
+    if name not in mapping:
+        raise ValueError(f"Recipe: {label} is missing; it must be {what}.")
+    if not test(mapping[name]):
+        raise ValueError(f"Recipe: {label} must be {what}; got {mapping[name]!r}.")
+
+
+def _is_int(minimum):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _is_number(minimum, exclusive=False):
+    def test(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return value > minimum if exclusive else value >= minimum
+    return test
