@@ -44,6 +44,10 @@ def test_stages_chain_and_write_metrics(tmp_path):
     assert "[warmup] Starting from the pretrained CLIP." in out
     out = _run([*QUICK, "--stage", "end2end", "--epochs", "0", "--workdir", workdir])
     assert "Starting from the best warmup checkpoint" in out
+    # An end2end stage of 0 epochs leaves no checkpoint: tuning builds on
+    # warm-up's, not on a fresh model.
+    out = _run([*QUICK, "--stage", "tuning", "--epochs", "0", "--workdir", workdir])
+    assert "No end2end checkpoint; Starting from the best warmup checkpoint" in out
     # With no end2end epochs, what it leaves is exactly warm-up's best model.
     import keras
 

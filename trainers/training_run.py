@@ -148,16 +148,25 @@ class TrainingRun:
         return model, clip, config
 
     def initial_weights(self, stage, model):
-        """Loads the best checkpoint of the stage before, if there is one."""
+        """Loads the best checkpoint of the nearest earlier stage that has
+        one (end2end, else warmup: a stage run for 0 epochs is skipped)."""
         before = previous_stage(stage)
-        path = stage_best_weights(self.workdir, before) if before else None
-        if path is not None:
-            model.load_weights(path)
-            self.log(f"[{stage}] Starting from the best {before} checkpoint: {path}")
-        elif before is not None:
+        missing = []
+        while before is not None:
+            path = stage_best_weights(self.workdir, before)
+            if path is not None:
+                model.load_weights(path)
+                skipped = "".join(f"No {m} checkpoint; " for m in missing)
+                self.log(f"[{stage}] {skipped}Starting from the best {before} "
+                         f"checkpoint: {path}")
+                return
+            missing.append(before)
+            before = previous_stage(before)
+        if missing:
             self.log(
-                f"[{stage}] No {before} checkpoint in {self.workdir}: starting "
-                "from the pretrained CLIP with freshly initialized fusion and heads."
+                f"[{stage}] No {' or '.join(missing)} checkpoint in "
+                f"{self.workdir}: starting from the pretrained CLIP with "
+                "freshly initialized fusion and heads."
             )
         else:
             self.log(f"[{stage}] Starting from the pretrained CLIP.")
