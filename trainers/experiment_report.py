@@ -250,7 +250,8 @@ def write_report(workdir, methods, command, settings=None):
 
     summary = result["main"]["recall_at_90_precision"]
     lines += ["## Does full CMA-CLIP beat the ablations and baselines?", ""]
-    for other in ("no_ma", "no_ma_sa", "clip_linear", "finetuned_clip"):
+    for other in ("no_ma", "no_ma_sa", "clip_linear", "finetuned_clip",
+                  "full_contrastive"):
         sentence = comparison(summary, "full", other)
         if sentence:
             wins, shared = per_seed_wins(runs, "full", other, tasks)

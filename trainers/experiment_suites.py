@@ -6,7 +6,7 @@ its report.
 
 SUITES = {
     "ablation": ("zero_shot", "finetuned_clip", "clip_linear", "no_ma_sa",
-                 "no_ma", "full"),
+                 "no_ma", "full", "full_contrastive"),
     # One line per method (and loss) against the rate of one noise dial.
     "noise_sweep": ("no_ma_sa", "no_ma", "full"),
 }
@@ -22,6 +22,9 @@ DIAL_LABELS = {
     "label_noise": "training label noise (share flipped per task)",
 }
 LOSS_LABELS = {"ce": "cross-entropy", "gce": "GCE", "sce": "SCE"}
+# α of `full_contrastive`: CMA-CLIP plus α × CLIP's image-title InfoNCE in
+# the end2end stage (the paper's future work, section 5).
+CONTRASTIVE_WEIGHT = 0.1
 METHOD_LABELS = {
     "zero_shot": "Zero-shot CLIP",
     "finetuned_clip": "Fine-tuned CLIP",
@@ -29,6 +32,7 @@ METHOD_LABELS = {
     "no_ma_sa": "CMA-CLIP w/o (MA + SA)",
     "no_ma": "CMA-CLIP w/o MA",
     "full": "CMA-CLIP",
+    "full_contrastive": f"CMA-CLIP + InfoNCE (α = {CONTRASTIVE_WEIGHT:g})",
 }
 # Per method, the trainers/run.py calls in order (after the shared flags).
 METHOD_RUNS = {
@@ -41,9 +45,11 @@ METHOD_RUNS = {
     "no_ma_sa": [["--variant", "no_ma_sa", "--stage", "all"]],
     "no_ma": [["--variant", "no_ma", "--stage", "all"]],
     "full": [["--variant", "full", "--stage", "all"]],
+    "full_contrastive": [["--variant", "full", "--stage", "all",
+                          "--contrastive-weight", str(CONTRASTIVE_WEIGHT)]],
 }
 # Methods whose λ is learned (the others' is a constant).
-LEARNED_IMAGE_WEIGHT = ("full",)
+LEARNED_IMAGE_WEIGHT = ("full", "full_contrastive")
 # The stage whose best checkpoint is a run's final model: the last one run.
 FINAL_STAGE_ORDER = ("zero_shot", "tuning", "end2end", "warmup")
 DONE_FILE = "suite_run.json"

@@ -16,7 +16,10 @@ Trains and evaluates every method of the ablation suite with `trainers/run.py`
   CMA-CLIP but no tuning stage, which is part of CMA-CLIP's recipe;
 - `no_ma_sa`, `no_ma`, `full`: CMA-CLIP without modality and sequence-wise
   attention, without modality attention, and whole, all three stages
-  (`--stage all`; Table 6).
+  (`--stage all`; Table 6);
+- `full_contrastive`: full CMA-CLIP plus α = 0.1 times CLIP's image-title
+  InfoNCE in the end2end stage (`--contrastive-weight`; the paper's future
+  work, section 5).
 
 Seeds run in the outer loop, so an interrupted suite already has whole seeds;
 finished runs are skipped, so re-running the command resumes. After each run,
