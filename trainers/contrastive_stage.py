@@ -191,7 +191,7 @@ class ContrastiveStage:
         from embeddings gathered from every replica), so no worker waits
         for the chief's file at the end.
         """
-        checkpoints.save_best(score, info)
+        checkpoints.save_best(score, info, info["epoch"])
         self._best = (self.backbone.get_weights(), info)
 
     def _restore_best(self, checkpoints):

@@ -10,16 +10,14 @@ import numpy as np
 
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
-from cmaclip_tf.models import get_model_config
-from cmaclip_tf.models import load_clip
-from cmaclip_tf.models.clip_loader import save_clip_preset
 from cmaclip_tf.variants import BASELINES
 from trainers import distribution
+from trainers.baseline_run import run_finetuned_clip
+from trainers.baseline_run import run_zero_shot
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
 from trainers.evaluation import TARGET_PRECISION
-from trainers.evaluation import Evaluator
 from trainers.evaluation import evaluate_predictions
 from trainers.evaluation import score_thresholds
 from trainers.input_data import load_run_data
@@ -99,9 +97,9 @@ class TrainingRun:
             write_recipe(self.workdir, self.recipe)
         results = {}
         if self.args.variant == "zero_shot":
-            results["zero_shot"] = self.run_zero_shot()
+            results["zero_shot"] = run_zero_shot(self)
         elif self.args.variant == "finetuned_clip":
-            results["zero_shot"] = self.run_finetuned_clip()
+            results["zero_shot"] = run_finetuned_clip(self)
         else:
             for stage in self.stages_to_run():
                 results[stage] = self.run_stage(stage)
@@ -334,74 +332,6 @@ class TrainingRun:
                  f"validation score in {patience} epochs (best: epoch "
                  f"{best_epoch}).")
         return True
-
-    def run_zero_shot(self, clip=None):
-        """Evaluates CLIP (the run's preset, or `clip`) with class prompts;
-        nothing trains."""
-        from cmaclip_tf.models.zero_shot_clip import ZeroShotCLIP
-        from cmaclip_tf.models.zero_shot_clip import class_prompts
-
-        config = get_model_config(self.args.model)
-        self.model_config = config
-        with self.strategy.scope():
-            clip = clip or load_clip(self.args.clip_preset or config["clip_preset"])
-            self.data.prepare(clip, config)
-            prompt_ids = {
-                task: self.data.text_preprocessor(
-                    class_prompts(names, self.args.prompt)
-                )["token_ids"].numpy()
-                for task, names in self.data.tasks.items()
-            }
-            model = ZeroShotCLIP(clip.backbone, prompt_ids)
-        evaluator = Evaluator(
-            lambda features: model(features, training=False), self.tasks,
-            self.strategy,
-        )
-        batch_size = self.micro_batch_size(self.recipe["batch_size"])
-        result = {}
-        for split in ("validation", "test"):
-            dataset = self.strategy.experimental_distribute_dataset(
-                self.data.eval_batches(split, batch_size)
-            )
-            result[split] = evaluator.evaluate(dataset)
-        if self.chief:
-            stage_dir = os.path.join(self.workdir, "zero_shot")
-            os.makedirs(stage_dir, exist_ok=True)
-            write_json(os.path.join(stage_dir, "done.json"), result)
-        return result
-
-    def run_finetuned_clip(self):
-        """The paper's fine-tuned CLIP: contrastive training on train's
-        image-title pairs (`WORKDIR/contrastive/`, the CLIP left in
-        `WORKDIR/preset/`), then zero-shot classification with it."""
-        from trainers.contrastive_stage import ContrastiveSettings
-        from trainers.contrastive_stage import ContrastiveStage
-
-        args = self.args
-        config = self.model_config = get_model_config(args.model)
-        with self.strategy.scope():
-            clip = load_clip(args.clip_preset or config["clip_preset"])
-        self.data.prepare(clip, config)
-        training = config["training"]
-        settings = ContrastiveSettings(
-            epochs=self.stage_epochs("end2end"),  # As long as CMA-CLIP's.
-            batch_size=args.batch_size or training["batch_size"],
-            learning_rate=args.learning_rate or training["learning_rate"],
-            weight_decay=(args.weight_decay if args.weight_decay is not None
-                          else training["weight_decay"]),
-            steps_per_epoch=args.steps_per_epoch,
-            checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
-        )
-        ContrastiveStage(
-            clip.backbone, self.data, self.strategy, settings, self.workdir,
-            self.logger, self.log, chief=self.chief, worker=self.worker,
-            verbosity=self.progress_verbosity(),
-            hparams={"variant": args.variant, "dataset": args.dataset,
-                     "seed": args.seed},
-        ).run()
-        if self.chief:
-            save_clip_preset(clip, os.path.join(self.workdir, "preset"))
-        return self.run_zero_shot(clip)
 
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
                      batch_size):
