@@ -108,6 +108,9 @@ def test_a_recipe_file_may_leave_out_the_paper_table_and_defaults(tmp_path):
     ({"stages.*.warmup_step": 5}, "unknown field 'warmup_step' in stages.warmup"),
     ({"learnig_rate": 1.0}, "unknown field 'learnig_rate' in the recipe"),
     ({"selection_metric": "f1"}, "selection_metric must be one of"),
+    ({"loss": "focal"}, "loss: Unknown loss 'focal'"),
+    ({"loss": {"name": "gce", "k": 1}}, "loss: Loss 'gce' has no parameter"),
+    ({"loss": {"color": "ce", "style": "mae"}}, "loss.style: Unknown loss 'mae'"),
 ])
 def test_bad_values_name_their_field(overrides, message):
     with pytest.raises(ValueError, match="Recipe: " + message.replace("(", r"\(")
@@ -154,3 +157,23 @@ def test_constant_after_warmup_and_cosine_without_one():
     # A stage shorter than its warm-up warms up over its whole length.
     rates = _rates(WarmupSchedule(total_steps=2, warmup_steps=5), 1.0, 2)
     assert rates == pytest.approx([0.0, 0.5])
+
+
+def test_the_loss_and_its_parameters_are_in_the_recipe_and_the_flag_wins(tmp_path):
+    # Built-in recipes train with the paper's cross-entropy.
+    for name in available_recipes():
+        assert resolve_recipe(name)["loss"] == "ce"
+    path = tmp_path / "noisy.json"
+    gce = {"name": "gce", "q": 0.5}
+    path.write_text(json.dumps({
+        "name": "noisy", "batch_size": 8, "learning_rate": 1e-3,
+        "loss": {"color": gce, "style": "sce"},
+        "stage_defaults": {"epochs": 1, "schedule": "constant",
+                           "warmup_steps": 0, "weight_decay": 0.0},
+    }))
+    assert resolve_recipe(str(path))["loss"] == {"color": gce, "style": "sce"}
+    args = run_cli.build_parser().parse_args(
+        ["--recipe", str(path), "--loss", "color=ce"])
+    assert resolve_recipe(str(path), recipe_overrides(args))["loss"] == {"color": "ce"}
+    args = run_cli.build_parser().parse_args(["--recipe", str(path)])
+    assert resolve_recipe(str(path), recipe_overrides(args))["loss"]["color"] == gce

@@ -52,7 +52,8 @@ DATASET_RECIPES = {
 FALLBACK_RECIPE = "retail"
 
 TOP_FIELDS = ("name", "description", "batch_size", "learning_rate",
-              "selection_metric", "optimizer", "stage_defaults", "stages")
+              "selection_metric", "loss", "optimizer", "stage_defaults",
+              "stages")
 STAGE_FIELDS = ("epochs", "learning_rate_multipliers", "schedule",
                 "warmup_steps", "weight_decay", "clip_norm",
                 "early_stopping_patience")
@@ -118,8 +119,10 @@ def resolve_recipe(name_or_path, overrides=None):
     _check_keys(defaults, STAGE_FIELDS, "stage_defaults")
     stages = raw.get("stages", {})
     _check_keys(stages, STAGE_ORDER, "stages")
-    resolved = {key: raw[key] for key in TOP_FIELDS[:5] if key in raw}
+    resolved = {key: copy.deepcopy(raw[key]) for key in TOP_FIELDS[:6]
+                if key in raw}
     resolved.setdefault("selection_metric", "recall_at_90_precision")
+    resolved.setdefault("loss", "ce")
     resolved["optimizer"] = dict(raw.get("optimizer", {}))
     resolved["stages"] = {}
     for stage in STAGE_ORDER:
@@ -147,6 +150,7 @@ def recipe_overrides(args):
         "batch_size": flag("batch_size"),
         "learning_rate": flag("learning_rate"),
         "selection_metric": None if metric == "auto" else metric,
+        "loss": flag("loss"),
         "stages.*.epochs": flag("epochs"),
         "stages.*.weight_decay": flag("weight_decay"),
         "stages.*.schedule": flag("lr_schedule"),
@@ -205,6 +209,7 @@ def _check(recipe):
     if recipe["selection_metric"] not in SELECTION_METRICS:
         raise ValueError(f"Recipe: selection_metric must be one of "
                          f"{SELECTION_METRICS}; got {recipe['selection_metric']!r}.")
+    _check_loss(recipe["loss"])
     _check_keys(recipe["optimizer"], OPTIMIZER_FIELDS, "optimizer")
     for name, value in recipe["optimizer"].items():
         if not _is_number(0.0)(value):
@@ -237,6 +242,22 @@ def _check(recipe):
                     f"a number > 0, or null for frozen; got {value!r}.")
         if not StageSchedule(stage, multipliers).trainable_groups():
             raise ValueError(f"Recipe: {where} freezes every module group.")
+
+
+def _check_loss(spec):
+    """A loss spec `cmaclip_tf.losses.task_losses` takes: a name, a dict with
+    a `"name"` and parameters, or `{task: spec}` (tasks are checked when the
+    run knows them)."""
+    from cmaclip_tf.losses import get_loss  # Keras: only once a recipe is checked.
+
+    per_task = isinstance(spec, dict) and "name" not in spec
+    specs = spec.items() if per_task else [(None, spec)]
+    for task, one in specs:
+        where = f"loss.{task}" if task else "loss"
+        try:
+            get_loss(one)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Recipe: {where}: {error}") from None
 
 
 def _require(mapping, name, test, what, where=None):

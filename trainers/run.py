@@ -134,8 +134,9 @@ def build_parser():
     training.add_argument("--checkpoint-every", type=command_line.positive_int,
                           default=50,
                           help="Steps between mid-epoch checkpoints.")
-    training.add_argument("--loss", type=command_line.loss_spec, default="ce",
-                          help="Per-task loss: ce (the paper's), gce "
+    training.add_argument("--loss", type=command_line.loss_spec,
+                          help="Per-task loss (default: the recipe's, ce in "
+                          "every built-in one): ce (the paper's), gce "
                           "(generalized cross-entropy, q=0.7) or sce "
                           "(symmetric cross-entropy, alpha=0.1, beta=1); "
                           "task=name pairs (color=gce,style=ce), or JSON with "

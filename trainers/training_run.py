@@ -195,7 +195,7 @@ class TrainingRun:
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
-            task_losses=task_losses(args.loss, list(self.tasks), default="ce"),
+            task_losses=task_losses(recipe["loss"], list(self.tasks), default="ce"),
             contrastive_weight=getattr(args, "contrastive_weight", 0.0),
             steps_per_execution=args.steps_per_execution,
             accumulate_steps=args.accumulate_steps,
@@ -388,7 +388,7 @@ class TrainingRun:
             "seed": self.args.seed,
             "replicas": self.strategy.num_replicas_in_sync,
             "cache_features": bool(self.args.cache_features),
-            "loss": json.dumps(self.args.loss),
+            "loss": json.dumps(self.recipe["loss"]),
             "label_noise": self.args.label_noise,
             "contrastive_weight": getattr(self.args, "contrastive_weight", 0.0),
             "mixed_precision": self.args.mixed_precision or "none",
