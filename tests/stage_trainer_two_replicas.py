@@ -20,17 +20,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+import two_logical_cpus  # noqa: F401  (first: before TensorFlow starts)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-_CPU = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    _CPU, [tf.config.LogicalDeviceConfiguration()] * 2
-)
 
 import keras  # noqa: E402
 
