@@ -2,7 +2,7 @@
 memory of CMA-CLIP's train step, as a table and JSON.
 
     python benchmarks/train_benchmark.py [--models tiny,vit_b32] [--batch-size 8] \
-        [--steps N] [--json-out FILE]
+        [--steps N] [--repeats R] [--only ROW,...] [--json-out FILE]
 
 Each configuration runs in its own process (so peak RSS is its own): the
 train step of a stage (`StageTrainer`) on one random batch, repeated, with
@@ -20,7 +20,10 @@ the forward of what trains, 1× the frozen front it runs); the share of the
 peak divides the achieved FLOP/s by this machine's matmul peak in the row's
 dtype, measured in the same run before and after the rows (the better of the
 two). `vit_b32` uses random weights (no download); speed does not depend on
-them.
+them. On a shared machine, where speed drifts by tens of percent over
+minutes, `--repeats 3` runs every row three times round-robin and reports
+each row's median run (the JSON keeps every run's examples per second).
+`benchmarks/train_step_profile.py` shows where a step's time goes.
 """
 
 import argparse
@@ -61,8 +64,10 @@ def steps_per_second(marks, steps_per_mark):
     return (len(marks) - 1) * steps_per_mark / (marks[-1] - marks[0])
 
 
-def measure_stage_trainer(model_name, stage, batch_size, cache, jit, dtype,
-                          per_execution, executions):
+def stage_trainer_and_data(model_name, stage, batch_size, cache, jit, dtype,
+                           per_execution):
+    """`(StageTrainer, distributed dataset repeating one random batch,
+    model config)`: what the rows (and `train_step_profile.py`) time."""
     import tensorflow as tf
 
     from benchmarks.random_batch import random_batch
@@ -78,7 +83,13 @@ def measure_stage_trainer(model_name, stage, batch_size, cache, jit, dtype,
         features = {k: v.numpy() for k, v in
                     tf.function(trainer.features_at_depth)(features).items()}
     dataset = tf.data.Dataset.from_tensors((features, labels)).repeat()
-    distributed = strategy.experimental_distribute_dataset(dataset)
+    return trainer, strategy.experimental_distribute_dataset(dataset), config
+
+
+def measure_stage_trainer(model_name, stage, batch_size, cache, jit, dtype,
+                          per_execution, executions):
+    trainer, distributed, config = stage_trainer_and_data(
+        model_name, stage, batch_size, cache, jit, dtype, per_execution)
     marks = []
     trainer.train_steps(distributed, per_execution * (executions + 1),
                         on_step=lambda *_: marks.append(time.perf_counter()))
@@ -165,13 +176,25 @@ TINY_CONFIGS = [
 ]
 
 
+def median_row(trials):
+    """The trial of median speed, with every trial's examples per second."""
+    ordered = sorted(trials, key=lambda row: row["examples_per_second"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["trials_examples_per_second"] = [t["examples_per_second"] for t in trials]
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,vit_b32")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=0,
-                        help="Timed steps (default: 48 for tiny, 3 otherwise).")
+                        help="Timed steps (default: 256 for tiny, 3 otherwise).")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Runs of each row, taken round-robin over the "
+                        "rows; a row reports the median (3 for a shared "
+                        "machine, where speed drifts by tens of percent).")
     parser.add_argument("--only", help="Comma-separated row keys to run "
                         "(e.g. vit_b32/end2end/cache=0/jit=0).")
     parser.add_argument("--json-out", help="Also write the JSON to this file.")
@@ -184,7 +207,7 @@ def main():
 
     runs = []
     for model in args.models.split(","):
-        steps = args.steps or (48 if model == "tiny" else 3)
+        steps = args.steps or (256 if model == "tiny" else 3)
         for config in CONFIGS + (TINY_CONFIGS if model == "tiny" else []):
             stage, cache, jit, dtype, per_execution, loop = config
             child = [model, stage, args.batch_size, cache, jit, dtype,
@@ -196,19 +219,22 @@ def main():
                 runs.append(child)
     dtypes = sorted({run[5] for run in runs})
     peaks = {dtype: [matmul_peak_flops(dtype)] for dtype in dtypes}
-    rows = []
-    for child in runs:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(child)],
-            capture_output=True, text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        )
-        if out.returncode != 0:
-            print(out.stderr[-2000:], file=sys.stderr)
-            continue
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"[{row_key(rows[-1])}] {rows[-1]['examples_per_second']:.2f} ex/s",
-              file=sys.stderr, flush=True)
+    trials = {}  # Row key: its runs, in order.
+    for _ in range(args.repeats):
+        for child in runs:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(child)],
+                capture_output=True, text=True,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            )
+            if out.returncode != 0:
+                print(out.stderr[-2000:], file=sys.stderr)
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            trials.setdefault(row_key(row), []).append(row)
+            print(f"[{row_key(row)}] {row['examples_per_second']:.2f} ex/s",
+                  file=sys.stderr, flush=True)
+    rows = [median_row(rows) for rows in trials.values()]
     for dtype in dtypes:
         peaks[dtype].append(matmul_peak_flops(dtype))
     for row in rows:
