@@ -29,9 +29,10 @@ stage's) and checks every value; the run writes the result to
 """
 
 import copy
-import json
 import os
 
+from cmaclip_tf.named_json import available_names
+from cmaclip_tf.named_json import load_named_json
 from trainers.learning_rate_schedule import DECAYS
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import STAGES
@@ -62,8 +63,7 @@ OPTIMIZER_FIELDS = ("beta_1", "beta_2", "epsilon")
 
 def available_recipes():
     """Names of the built-in recipes."""
-    return sorted(n[: -len(".json")] for n in os.listdir(RECIPE_DIR)
-                  if n.endswith(".json"))
+    return available_names(RECIPE_DIR)
 
 
 def default_recipe(dataset):
@@ -73,19 +73,7 @@ def default_recipe(dataset):
 
 def load_recipe(name_or_path):
     """A recipe as written (a dict), from a built-in name or a JSON path."""
-    path = name_or_path
-    if not os.path.isfile(path):
-        path = os.path.join(RECIPE_DIR, f"{name_or_path}.json")
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"Unknown recipe {name_or_path!r}: use one of "
-            f"{', '.join(available_recipes())} or the path of a JSON file."
-        )
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"Recipe {path} is not valid JSON: {error}") from None
+    return load_named_json(name_or_path, RECIPE_DIR, "recipe")
 
 
 def resolve_recipe(name_or_path, overrides=None):
