@@ -79,10 +79,32 @@ def word_token_positions(text_preprocessor, text, word=None):
         ValueError: when `word` is not in `text` (the message lists the words),
             or its tokens fall beyond the packed length.
     """
+    return _word_token_positions(_Tokens(text_preprocessor), text, word)
+
+
+class _Tokens:
+    """Token ids of strings, tokenized in batches and remembered: a word's
+    positions need the text's pieces, the word with and without punctuation,
+    and one call per string would run the tokenizer dozens of times."""
+
+    def __init__(self, text_preprocessor):
+        self.text_preprocessor = text_preprocessor
+        self.sequence_length = text_preprocessor.sequence_length
+        self.known = {}
+
+    def __call__(self, strings):
+        missing = sorted({s for s in strings if s not in self.known})
+        if missing:
+            ids = self.text_preprocessor.tokenize(missing).to_list()
+            self.known.update(zip(missing, ids))
+        return [self.known[s] for s in strings]
+
+
+def _word_token_positions(tokens, text, word):
     pieces = text.split()
-    counts = [int(n) for n in text_preprocessor.tokenize(pieces).row_lengths()] if pieces else []
+    counts = [len(ids) for ids in tokens(pieces)]
     starts = np.cumsum([0] + counts) + 1  # Position 0 is the start token.
-    last = text_preprocessor.sequence_length - 2  # Positions 1..last hold text.
+    last = tokens.sequence_length - 2  # Positions 1..last hold text.
     if word is None:
         return list(range(1, min(int(starts[-1]), last + 1)))
     wanted = [_bare(w) for w in word.split()]
@@ -90,9 +112,8 @@ def word_token_positions(text_preprocessor, text, word=None):
     for i in range(len(pieces) - len(wanted) + 1):
         if bare[i : i + len(wanted)] == wanted:
             # The word's own tokens, without punctuation around it ("Shorts,").
-            run = text_preprocessor.tokenize([" ".join(pieces[i : i + len(wanted)])])
-            own = text_preprocessor.tokenize([" ".join(wanted)])
-            run, own = run.to_list()[0], own.to_list()[0]
+            run, own = tokens([" ".join(pieces[i : i + len(wanted)]),
+                               " ".join(wanted)])
             offset = next(
                 (k for k in range(len(run) - len(own) + 1)
                  if run[k : k + len(own)] == own),
@@ -131,11 +152,14 @@ def most_attended_token(model, inputs, text_preprocessor, text, layer_index=-1,
     num_image = scores.shape[-1] - num_text
     mass = scores[0].mean(0)[num_image:, 1:num_image].sum(-1)  # Per query token.
     best = None
-    for piece in text.split():
+    tokens = _Tokens(text_preprocessor)
+    pieces = text.split()
+    tokens(pieces + [_bare(p) for p in pieces])  # One tokenizer call.
+    for piece in pieces:
         if not _bare(piece):
             continue
         try:
-            positions = word_token_positions(text_preprocessor, text, piece)
+            positions = _word_token_positions(tokens, text, piece)
         except ValueError:
             continue
         value = float(mass[positions].mean())
