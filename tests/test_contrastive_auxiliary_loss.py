@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from micro_model import micro_model_config
+from micro_model import micro_model_path
 from trainer_processes import assert_same_weights
 from trainer_processes import latest_weights
 from trainer_processes import run_on_two_cpus
@@ -33,7 +35,7 @@ def synthetic():
 def _trainer(synthetic, stage, variant, alpha):
     keras.utils.set_random_seed(0)  # The same initial model for every α.
     model, clip, config = create_cma_clip(
-        "tiny", synthetic.tasks.num_classes, variant=variant)
+        micro_model_config(), synthetic.tasks.num_classes, variant=variant)
     data = RunData(synthetic, seed=0)
     data.prepare(clip, config)
     trainer = StageTrainer(model, STAGES[stage], tf.distribute.get_strategy(),
@@ -119,7 +121,8 @@ def test_run_logs_it_and_two_replicas_compute_the_global_batch_s(tmp_path):
     # One step: its losses are computed before any update.
     args = ["--dataset", "synthetic", "--num-examples", "32", "--batch-size",
             "8", "--stage", "end2end", "--epochs", "1", "--steps-per-epoch",
-            "1", "--contrastive-weight", "0.3", "--quiet", "--seed", "1"]
+            "1", "--contrastive-weight", "0.3", "--quiet", "--seed", "1",
+            "--model", micro_model_path()]
     single, mirrored = str(tmp_path / "single"), str(tmp_path / "mirrored")
     run_trainer("run", [*args, "--strategy", "one_device", "--workdir", single])
     run_on_two_cpus("run", [*args, "--strategy", "mirrored",

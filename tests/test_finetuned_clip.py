@@ -6,10 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from micro_model import micro_model_config
+from micro_model import micro_model_path
 from trainer_processes import run_trainer
 
+# The micro model (a random one-layer CLIP): the test pins the mechanics.
 QUICK = ["--dataset", "synthetic", "--num-examples", "48", "--batch-size", "8",
-         "--quiet", "--seed", "1"]
+         "--quiet", "--seed", "1", "--model", micro_model_path()]
 
 
 def _metrics(workdir):
@@ -32,7 +35,7 @@ def test_finetunes_on_titles_then_classifies_with_that_clip(tmp_path):
     # Retrieval over the validation split's image-title pairs (48 -> 8).
     assert stages["contrastive"]["start"]["count"] == 8
     tuned = load_clip(os.path.join(workdir, "preset"))
-    best = load_clip("tiny_clip_pretrained").backbone
+    best = load_clip(micro_model_config()["clip_preset"]).backbone
     best.load_weights(os.path.join(workdir, "contrastive", "best.weights.h5"))
     for a, b in zip(tuned.backbone.weights, best.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from fixtures_data import write_shape_captions
+from micro_model import micro_model_config
 from trainer_processes import assert_same_weights
 from trainer_processes import h5_weights
 from trainer_processes import kill_mid_epoch
@@ -18,9 +19,11 @@ from trainer_processes import run_two_workers
 from trainer_processes import tensorboard_scalars
 from trainer_processes import trainer_error
 
-# The generated caption corpus, from the random tiny CLIP, in a few steps.
+# The generated caption corpus, from a random one-layer CLIP (the micro
+# model's: these runs pin mechanics), in a few steps.
+MICRO_CLIP = micro_model_config()["clip_preset"]
 QUICK = ["--dataset", "caption_corpus", "--num-examples", "48", "--batch-size",
-         "8", "--clip-preset", "tiny_clip", "--quiet", "--seed", "1"]
+         "8", "--clip-preset", MICRO_CLIP, "--quiet", "--seed", "1"]
 
 
 def _pretrain(args, **kwargs):
@@ -94,7 +97,7 @@ def test_one_device_writes_a_preset_load_clip_reads(one_device):
     preset = os.path.join(one_device, "preset")
     clip = load_clip(preset)
     # The preset holds the best epoch's weights (over a random CLIP's).
-    reference = load_clip("tiny_clip").backbone
+    reference = load_clip(MICRO_CLIP).backbone
     reference.load_weights(os.path.join(_stage(one_device), "best.weights.h5"))
     for a, b in zip(clip.backbone.weights, reference.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),

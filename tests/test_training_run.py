@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from micro_model import micro_model_config
+from micro_model import micro_model_path
 from trainer_processes import assert_same_weights
 from trainer_processes import h5_weights
 from trainer_processes import kill_mid_epoch
@@ -16,8 +18,9 @@ from trainer_processes import run_trainer
 from trainer_processes import run_two_workers
 from trainer_processes import trainer_error
 
+# The micro model: these runs pin mechanics (stages, resume, strategies).
 QUICK = ["--dataset", "synthetic", "--num-examples", "48", "--batch-size", "8",
-         "--quiet", "--seed", "1"]
+         "--quiet", "--seed", "1", "--model", micro_model_path()]
 
 
 def _run(args, check=True, **kwargs):
@@ -83,13 +86,11 @@ def test_end2end_without_warmup_says_it_starts_from_clip(tmp_path):
 
 
 def _dropout_config(tmp_path):
-    """The tiny model with dropout in the fusion transformer and the heads."""
-    from cmaclip_tf.models import get_model_config
-
-    config = get_model_config("tiny")
+    """The micro model with dropout in the fusion transformer and the heads."""
+    config = micro_model_config()
     config["fusion"]["dropout"] = 0.2
     config["head"]["dropout"] = 0.2
-    path = str(tmp_path / "tiny_dropout.json")
+    path = str(tmp_path / "micro_dropout.json")
     with open(path, "w") as f:
         json.dump(config, f)
     return path

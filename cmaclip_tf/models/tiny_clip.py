@@ -55,13 +55,17 @@ def tiny_clip_preset_dir():
     return preset_dir
 
 
-def build_tiny_clip_preset(preset_dir, seed=0):
-    """Writes the tiny CLIP preset folder to `preset_dir` atomically."""
+def build_tiny_clip_preset(preset_dir, seed=0, architecture=None):
+    """Writes the tiny CLIP preset folder to `preset_dir` atomically.
+
+    `architecture` (a model config's `clip_architecture`) defaults to the
+    `tiny` model's; the vocabulary is always the tiny one.
+    """
     with open(WORD_LIST) as f:
         lines = [line for line in f if not line.startswith("#")]
     vocabulary, merges = bpe_vocabulary.learn_bpe(lines, NUM_MERGES)
 
-    architecture = get_model_config("tiny")["clip_architecture"]
+    architecture = architecture or get_model_config("tiny")["clip_architecture"]
     keras.utils.set_random_seed(seed)
     backbone = build_clip_backbone(architecture, vocabulary_size=len(vocabulary))
 
