@@ -14,21 +14,20 @@ import os
 
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models.tiny_clip import build_tiny_clip_preset
+from cmaclip_tf.models.tiny_clip import cache_dir
 
 VERSION = 1
 
 
 def micro_model_config():
     """The micro model's config, a dict (its `clip_preset` a local folder)."""
-    cache = os.environ.get(
-        "CMACLIP_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "cmaclip_tf"))
     config = get_model_config("tiny")
     config["name"] = "micro"
     config["description"] = "tiny with one layer per tower and in the fusion (tests)."
     for part in (config["clip_architecture"]["vision"],
                  config["clip_architecture"]["text"], config["fusion"]):
         part["num_layers"] = 1
-    preset = os.path.join(cache, f"test_micro_clip_v{VERSION}")
+    preset = os.path.join(cache_dir(), f"test_micro_clip_v{VERSION}")
     if not os.path.isfile(os.path.join(preset, "config.json")):
         build_tiny_clip_preset(preset, architecture=config["clip_architecture"])
     config["clip_preset"] = preset

@@ -40,16 +40,18 @@ def clip_image_converter(image_size):
     )
 
 
-def tiny_clip_preset_dir():
-    """The tiny preset's folder, generated on first use.
-
-    Lives under `$CMACLIP_CACHE_DIR` (default `~/.cache/cmaclip_tf`).
-    """
-    cache = os.environ.get(
+def cache_dir():
+    """The project's cache folder: `$CMACLIP_CACHE_DIR`, default
+    `~/.cache/cmaclip_tf`."""
+    return os.environ.get(
         "CMACLIP_CACHE_DIR",
         os.path.join(os.path.expanduser("~"), ".cache", "cmaclip_tf"),
     )
-    preset_dir = os.path.join(cache, f"{TINY_CLIP_PRESET}_v{TINY_CLIP_VERSION}")
+
+
+def tiny_clip_preset_dir():
+    """The tiny preset's folder under `cache_dir()`, generated on first use."""
+    preset_dir = os.path.join(cache_dir(), f"{TINY_CLIP_PRESET}_v{TINY_CLIP_VERSION}")
     if not os.path.isfile(os.path.join(preset_dir, "config.json")):
         build_tiny_clip_preset(preset_dir)
     return preset_dir
