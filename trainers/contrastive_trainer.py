@@ -16,6 +16,7 @@ import tensorflow as tf
 from cmaclip_tf.losses import clamp_logit_scale
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.metrics import retrieval_recall
+from trainers.fused_adamw import FusedAdamW
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -66,7 +67,7 @@ class ContrastiveTrainer:
                 warmup_steps=warmup_steps,
             )
         with strategy.scope():
-            self.optimizer = keras.optimizers.AdamW(
+            self.optimizer = FusedAdamW(
                 learning_rate=schedule, weight_decay=weight_decay,
                 name="clip_optimizer",
             )
@@ -85,11 +86,13 @@ class ContrastiveTrainer:
                     "training on several devices or workers."
                 )
             self._gradients = tf.function(self._loss_and_gradients,
-                                          jit_compile=True)
-        self._train_step = tf.function(self._distributed_train_step)
+                                          jit_compile=True, autograph=False)
+        # No AutoGraph: nothing here branches on tensors.
+        self._train_step = tf.function(self._distributed_train_step,
+                                       autograph=False)
         # The last batch is smaller: one more trace, not one per shape.
         self._embed_step = tf.function(self._distributed_embed_step,
-                                       reduce_retracing=True)
+                                       reduce_retracing=True, autograph=False)
 
     def embeddings(self, features):
         """CLIP's pooled, projected `(image, text)` embeddings of a batch."""

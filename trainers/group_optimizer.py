@@ -1,5 +1,6 @@
-"""The optimizer of one module group: AdamW on gradients already summed over
-replicas, without weight decay on vectors, loss-scaled under float16.
+"""The optimizer of one module group: AdamW (fused, `FusedAdamW`) on
+gradients already summed over replicas, without weight decay on vectors,
+loss-scaled under float16.
 
 `StageTrainer` sums the gradients of every group across replicas in one
 all-reduce, then clips them by their global norm (which needs the summed
@@ -10,9 +11,11 @@ leaves them as they are.
 
 import keras
 
+from trainers.fused_adamw import FusedAdamW
 
-class PreReducedAdamW(keras.optimizers.AdamW):
-    """`keras.optimizers.AdamW` for gradients summed over replicas already.
+
+class PreReducedAdamW(FusedAdamW):
+    """`FusedAdamW` for gradients summed over replicas already.
 
     Same arguments as `keras.optimizers.AdamW`. Call `apply` in a replica
     context (inside `strategy.run`) with the same gradients on every replica.
