@@ -31,8 +31,12 @@ class Evaluator:
         self.forward = forward
         self.tasks = list(tasks)
         self.strategy = strategy or tf.distribute.get_strategy()
-        # The last batch is smaller: one more trace, not one per shape.
-        self._eval_step = tf.function(self._distributed_step, reduce_retracing=True)
+        # Traced once per dataset spec, whose batch size is unknown, so the
+        # smaller last batch needs no trace of its own (`predict`); without
+        # a spec, one more trace for it, not one per shape. No AutoGraph:
+        # nothing here branches on tensors.
+        self._eval_step = tf.function(self._distributed_step,
+                                      reduce_retracing=True, autograph=False)
 
     def _replica_step(self, features, labels):
         outputs = self.forward(features)
@@ -55,6 +59,9 @@ class Evaluator:
     def predict(self, dataset):
         """`{task}_probabilities`, `_image_weight`, `_label` arrays (numpy);
         `{}` for an empty dataset."""
+        spec = getattr(dataset, "element_spec", None)
+        if spec is not None:
+            self._eval_step.get_concrete_function(*spec)
         chunks = [
             {k: v.numpy() for k, v in self._eval_step(features, labels).items()}
             for features, labels in dataset

@@ -221,7 +221,7 @@ class RunData:
             directory,
             self._batches(self._noisy(self.dataset.split("train")), batch_size,
                           training=False),
-            tf.function(trainer.features_at_depth),
+            tf.function(trainer.features_at_depth, autograph=False),
             fingerprint,
         )
 

@@ -2,11 +2,11 @@
 
 Keras 3's `fit` cannot run under `MultiWorkerMirroredStrategy`, and the stages
 need per-group optimizers anyway, so this loop serves every strategy: one
-AdamW per trainable module group (frozen groups get neither gradients nor
+AdamW (fused, `FusedAdamW`) per trainable module group (frozen groups get neither gradients nor
 optimizer state), losses normalized by the global count of labelled examples
 per task.
 
-`steps_per_execution` steps run inside one `tf.function` (a `tf.range` loop
+`steps_per_execution` steps run inside one `tf.function` (a `tf.while_loop`
 over the distributed iterator) with the loss sums kept on the device: the
 host waits for the accelerator once per execution, not once per step. Per
 step, the gradients of every group are summed across replicas in one
@@ -126,12 +126,14 @@ class StageTrainer:
         self._variables = [
             v for group in self.group_variables for v in self.group_variables[group]
         ]
-        self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile)
+        self._gradients = tf.function(
+            self._loss_and_gradients, jit_compile=jit_compile, autograph=False
+        )
         if self.contrastive_weight and not jit_compile:
             # The InfoNCE all-gathers across replicas, which a nested
             # tf.function inside `strategy.run` cannot hold.
             self._gradients = self._loss_and_gradients
-        self._train_loop = tf.function(self._distributed_train_loop)
+        self._train_loop = tf.function(self._distributed_train_loop, autograph=False)
         self.evaluator = Evaluator(
             lambda features: self._forward(features, training=False),
             self.tasks, strategy,
@@ -311,23 +313,39 @@ class StageTrainer:
         return per_task
 
     def _distributed_train_loop(self, iterator, num_steps):
-        """Up to `num_steps` steps; the per-task loss sums and the steps run."""
-        totals = {task: tf.constant(0.0) for task in self.tasks}
-        steps = tf.constant(0)
-        for _ in tf.range(num_steps):
-            batch = iterator.get_next_as_optional()
-            if not batch.has_value():
-                break  # The data ended early; `steps` says how many ran.
+        """Up to `num_steps` steps; the per-task loss sums and the steps run.
+
+        Written as the graph it is (`tf.while_loop`, `tf.cond`), so that it
+        traces without AutoGraph converting the model and loss code it calls.
+        """
+
+        def step(steps, totals, batch):
             features, labels = batch.get_value()
             per_replica = self.strategy.run(
                 self._replica_train_step, args=(features, labels)
             )
-            totals = {
+            return steps + 1, False, {
                 task: totals[task]
                 + self.strategy.reduce(SUM, per_replica[task], axis=None)
                 for task in self.tasks
             }
-            steps += 1
+
+        def body(steps, ended, totals):
+            batch = iterator.get_next_as_optional()
+            # The data ended early: stop; `steps` says how many ran.
+            return tf.cond(
+                batch.has_value(),
+                lambda: step(steps, totals, batch),
+                lambda: (steps, True, totals),
+            )
+
+        steps, _, totals = tf.while_loop(
+            lambda steps, ended, _: tf.logical_and(steps < num_steps,
+                                                   tf.logical_not(ended)),
+            body,
+            (tf.constant(0), tf.constant(False),
+             {task: tf.constant(0.0) for task in self.tasks}),
+        )
         return totals, steps
 
     def run_steps(self, iterator, num_steps):
