@@ -296,7 +296,8 @@ def test_graph_has_only_core_and_tf_serving_text_ops(exported):
         "DecodeJpeg",
         "LookupTableFindV2",
         "Softmax",
-        "BatchMatMulV2",
+        "MatMul",  # Dense layers and the attention projections.
+        "Einsum",  # Attention scores.
     } <= op_types
     # ... and TF Text ops really came from the linked libraries, not core.
     assert "NormalizeUTF8" in linked_text_ops and "NormalizeUTF8" not in core_ops

@@ -1,9 +1,12 @@
 """Keras layers of CMA-CLIP: the two cross-modality attentions, the fixed
-fusions of the ablations, the task heads."""
+fusions of the ablations, the task heads; attention projections as 2-D
+matmuls."""
 
 from cmaclip_tf.layers.average_fusion import AverageFusion
 from cmaclip_tf.layers.concatenation_fusion import ConcatenationFusion
 from cmaclip_tf.layers.end_of_text import end_of_text_embedding
+from cmaclip_tf.layers.matmul_einsum_dense import MatmulEinsumDense
+from cmaclip_tf.layers.matmul_einsum_dense import use_matmul_projections
 from cmaclip_tf.layers.mlp_head import MLPHead
 from cmaclip_tf.layers.modality_attention import ModalityAttention
 from cmaclip_tf.layers.sequence_wise_attention import SequenceWiseAttention
@@ -12,7 +15,9 @@ __all__ = [
     "AverageFusion",
     "ConcatenationFusion",
     "MLPHead",
+    "MatmulEinsumDense",
     "ModalityAttention",
     "SequenceWiseAttention",
     "end_of_text_embedding",
+    "use_matmul_projections",
 ]

@@ -17,6 +17,8 @@ import keras
 import keras_hub
 import numpy as np
 
+from cmaclip_tf.layers.matmul_einsum_dense import use_matmul_projections
+
 # keras-hub's CLIPTextEncoder hard-codes 1e-6 for its final LayerNorm and does
 # not serialize it; CLIP (and every released checkpoint) uses 1e-5.
 CLIP_TEXT_LAYER_NORM_EPSILON = 1e-5
@@ -99,13 +101,15 @@ def load_clip(preset, load_weights=True):
     Returns:
         `CLIPComponents` with the backbone (vision and text encoders and their
         projections), the tokenizer and the image converter. The text
-        encoder's LayerNorm epsilon is CLIP's 1e-5.
+        encoder's LayerNorm epsilon is CLIP's 1e-5; the attention
+        projections are 2-D matmuls (`use_matmul_projections`).
     """
     path = resolve_preset(preset)
     backbone = keras_hub.models.CLIPBackbone.from_preset(
         path, load_weights=load_weights
     )
     set_text_layer_norm_epsilon(backbone.text_encoder)
+    use_matmul_projections(backbone)
     tokenizer = keras_hub.models.CLIPTokenizer.from_preset(path)
     image_converter = keras_hub.layers.CLIPImageConverter.from_preset(path)
     return CLIPComponents(backbone, tokenizer, image_converter, str(preset))
@@ -189,6 +193,7 @@ def build_clip_backbone(architecture, vocabulary_size=None, dtype=None):
         dtype=dtype,
     )
     set_vision_position_ids(vision_encoder)
+    use_matmul_projections(backbone)
     return backbone
 
 

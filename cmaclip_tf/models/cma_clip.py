@@ -9,6 +9,7 @@ from cmaclip_tf.layers import MLPHead
 from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
 from cmaclip_tf.layers import end_of_text_embedding
+from cmaclip_tf.layers import use_matmul_projections
 from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
 from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
 from cmaclip_tf.variants import POOLED_VARIANTS
@@ -164,6 +165,7 @@ class CMACLIP(keras.Model):
         for fusion, head in zip(self.modality_attentions, self.heads):
             fusion.build((None, embedding_dim), (None, embedding_dim))
             head.build((None, head_input_dim))
+        use_matmul_projections(self)  # The fusion's (CLIP's are already).
         self.built = True
 
     # --- The three steps of the forward pass. ---
