@@ -9,9 +9,13 @@ train step of a stage (`StageTrainer`) on one random batch, repeated, with
 and without `--cache-features` (warm-up on cached CLIP features) and
 `--jit-compile`, in float32 and bfloat16 (`mixed_bfloat16`), one step or
 several per execution (`--steps-per-execution`). For the tiny model, the
-same end-to-end step under `keras.Model.fit` (same model, data, AdamW and
-`steps_per_execution`) for comparison: the custom loop exists for
-multi-worker training and per-group optimizers and must not cost speed.
+same end-to-end step under `keras.Model.fit` (same model, data, optimizer
+(`FusedAdamW`) and `steps_per_execution`) for comparison: the custom loop
+exists for multi-worker training and per-group optimizers and must not cost
+speed. With `--repeats`, each `fit` row is also paired with its loop row run
+for run (runs of a pair are neighbours in time, so the machine's drift
+mostly cancels): the table's footer gives the median of the loop's speed
+over `fit`'s.
 
 Throughput is timed from the end of the first execution to the end of the
 last, so tracing, compiling and the iterator's start stay out. FLOPs per
@@ -96,16 +100,17 @@ def measure_stage_trainer(model_name, stage, batch_size, cache, jit, dtype,
     return config, steps_per_second(marks, per_execution)
 
 
-def measure_keras_fit(model_name, stage, batch_size, jit, dtype, per_execution,
-                      executions):
-    """The same end-to-end step under `fit`: all weights train, one AdamW."""
+def compiled_fit_model(model_name, batch_size, jit, dtype, per_execution):
+    """`(model compiled for fit, dataset repeating one random batch, model
+    config)`: the end-to-end step under `fit`, all used weights training, one
+    AdamW (`FusedAdamW`, as each of the loop's module groups has)."""
     import keras
     import tensorflow as tf
 
     from benchmarks.random_batch import RETAIL_TASKS
     from benchmarks.random_batch import random_batch
+    from trainers.fused_adamw import FusedAdamW
 
-    assert stage == "end2end", "fit trains every weight: compare end2end"
     model, _, config = build(model_name, dtype)
     # CLIP's projections and temperature: unused, as in StageTrainer.
     used = {id(v) for group in model.module_groups().values() for v in group}
@@ -115,11 +120,22 @@ def measure_keras_fit(model_name, stage, batch_size, jit, dtype, per_execution,
     targets = {f"{task}_logits": labels[task] for task in RETAIL_TASKS}
     dataset = tf.data.Dataset.from_tensors((features, targets)).repeat()
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=1e-5, weight_decay=1e-4),
+        optimizer=FusedAdamW(learning_rate=1e-5, weight_decay=1e-4),
         loss={f"{task}_logits": keras.losses.SparseCategoricalCrossentropy(
             from_logits=True) for task in RETAIL_TASKS},
         steps_per_execution=per_execution, jit_compile=jit,
     )
+    return model, dataset, config
+
+
+def measure_keras_fit(model_name, stage, batch_size, jit, dtype, per_execution,
+                      executions):
+    """The same end-to-end step under `fit` (`compiled_fit_model`)."""
+    import keras
+
+    assert stage == "end2end", "fit trains every weight: compare end2end"
+    model, dataset, config = compiled_fit_model(model_name, batch_size, jit,
+                                                dtype, per_execution)
     marks = []
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda *_, **__: marks.append(time.perf_counter()))
@@ -182,6 +198,21 @@ def median_row(trials):
     row = dict(ordered[(len(ordered) - 1) // 2])
     row["trials_examples_per_second"] = [t["examples_per_second"] for t in trials]
     return row
+
+
+def loop_over_fit(trials):
+    """Per `fit` row: the loop's speed over `fit`'s, run by run (pairs of
+    neighbouring runs), and their median."""
+    ratios = {}
+    for key, fit_runs in trials.items():
+        if not key.endswith("/keras_fit"):
+            continue
+        loop_runs = trials.get(key[: -len("/keras_fit")], [])
+        pairs = [loop["examples_per_second"] / fit["examples_per_second"]
+                 for loop, fit in zip(loop_runs, fit_runs)]
+        if pairs:
+            ratios[key] = {"runs": pairs, "median": sorted(pairs)[(len(pairs) - 1) // 2]}
+    return ratios
 
 
 def main():
@@ -248,11 +279,16 @@ def main():
     for dtype, (before, after) in peaks.items():
         print(f"{dtype} matmul peak (2048x2048, TensorFlow): {before / 1e9:.1f} "
               f"GFLOP/s before the rows, {after / 1e9:.1f} after")
+    ratios = loop_over_fit(trials)
+    for key, ratio in ratios.items():
+        runs = ", ".join(f"{r:.2f}" for r in ratio["runs"])
+        print(f"loop / fit, {key}: median {ratio['median']:.2f} (runs: {runs})")
     print_json({
         "cpus": os.cpu_count(), "load_average": os.getloadavg(),
         "batch_size": args.batch_size,
         "matmul_peak_gflops": {d: max(p) / 1e9 for d, p in peaks.items()},
         "rows": {row_key(row): row for row in rows},
+        "loop_over_fit": ratios,
     }, args.json_out)
 
 
