@@ -2,9 +2,9 @@
 
 Keras 3's `fit` cannot run under `MultiWorkerMirroredStrategy`, and the stages
 need per-group optimizers anyway, so this loop serves every strategy: one
-AdamW (fused, `FusedAdamW`) per trainable module group (frozen groups get neither gradients nor
-optimizer state), losses normalized by the global count of labelled examples
-per task.
+AdamW (`FusedAdamW`) per trainable module group (frozen groups get neither
+gradients nor optimizer state), losses normalized by the global count of
+labelled examples per task.
 
 `steps_per_execution` steps run inside one `tf.function` (a `tf.while_loop`
 over the distributed iterator) with the loss sums kept on the device: the
