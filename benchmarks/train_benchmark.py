@@ -13,9 +13,10 @@ same end-to-end step under `keras.Model.fit` (same model, data, optimizer
 (`FusedAdamW`) and `steps_per_execution`) for comparison: the custom loop
 exists for multi-worker training and per-group optimizers and must not cost
 speed. With `--repeats`, each `fit` row is also paired with its loop row run
-for run (runs of a pair are neighbours in time, so the machine's drift
-mostly cancels): the table's footer gives the median of the loop's speed
-over `fit`'s.
+for run (the runs of one repeat; with `--only` on the two rows they are
+neighbours in time, so the machine's drift mostly cancels): the table's
+footer gives the median of the loop's speed over `fit`'s.
+`loop_vs_fit_benchmark.py` pairs them in one process.
 
 Throughput is timed from the end of the first execution to the end of the
 last, so tracing, compiling and the iterator's start stay out. FLOPs per
