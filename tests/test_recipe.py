@@ -11,21 +11,26 @@ from trainers import run as run_cli
 from trainers.learning_rate_schedule import WarmupSchedule
 from trainers.recipe import available_recipes
 from trainers.recipe import default_recipe
+from trainers.recipe import fitted_batch_size
 from trainers.recipe import recipe_overrides
 from trainers.recipe import resolve_recipe
+from trainers.recipe import stage_epochs
 from trainers.recipe import stage_schedule
+from trainers.recipe import stage_warmup_steps
 from trainers.stage_schedule import STAGES
 
 
 def test_every_built_in_recipe_resolves_with_every_stage_complete():
-    assert available_recipes() == ["fashion_gen", "food101", "retail", "synthetic"]
+    assert available_recipes() == ["default", "paper_fashion_gen", "paper_food101",
+                                   "paper_retail", "synthetic"]
     for name in available_recipes():
         recipe = resolve_recipe(name)
         assert recipe["name"] == name and recipe["description"]
         for stage, fields in recipe["stages"].items():
             assert sorted(fields) == sorted([
                 "epochs", "learning_rate_multipliers", "schedule", "warmup_steps",
-                "weight_decay", "clip_norm", "early_stopping_patience"]), (name, stage)
+                "weight_decay", "clip_norm", "early_stopping_patience",
+                "min_steps", "warmup_fraction"]), (name, stage)
             assert stage_schedule(recipe, stage).frozen_groups() == (
                 STAGES[stage].frozen_groups())
 
@@ -35,9 +40,9 @@ def test_the_paper_settings_are_in_the_paper_recipes():
     # stage for the retail attributes, 100 warm-up and 300 end-to-end for
     # Food-101 and Fashion-Gen, which report accuracy.
     for name, epochs, metric in (
-        ("retail", (20, 20), "recall_at_90_precision"),
-        ("fashion_gen", (100, 300), "accuracy"),
-        ("food101", (100, 300), "accuracy"),
+        ("paper_retail", (20, 20), "recall_at_90_precision"),
+        ("paper_fashion_gen", (100, 300), "accuracy"),
+        ("paper_food101", (100, 300), "accuracy"),
     ):
         recipe = resolve_recipe(name)
         assert (recipe["batch_size"], recipe["learning_rate"]) == (1024, 1e-5)
@@ -47,11 +52,66 @@ def test_the_paper_settings_are_in_the_paper_recipes():
         assert {s["weight_decay"] for s in stages.values()} == {1e-4}
 
 
-def test_each_dataset_gets_its_recipe():
-    assert default_recipe("synthetic") == "synthetic"
-    assert default_recipe("manifest") == "retail"
-    assert default_recipe("tfds:upmc_food101/val20") == "food101"
-    assert default_recipe("tfds:fashion_gen") == "fashion_gen"
+def test_every_dataset_gets_the_default_recipe():
+    for dataset in ("synthetic", "manifest", "tfds:upmc_food101/val20",
+                    "tfds:fashion_gen", "fashion_gen", "food101"):
+        assert default_recipe(dataset) == "default"
+
+
+def test_the_default_recipe_rates_each_group_by_what_it_is():
+    recipe = resolve_recipe("default")
+    rates = {stage: {g: (m and recipe["learning_rate"] * m) for g, m in
+                     fields["learning_rate_multipliers"].items()}
+             for stage, fields in recipe["stages"].items()}
+    # CLIP, pretrained, at the paper's 1e-5 or less; frozen where the paper
+    # freezes it; new modules faster than CLIP.
+    assert rates["warmup"]["clip"] is None and rates["tuning"]["fusion"] is None
+    assert rates["end2end"]["clip"] <= 1e-5 + 1e-12
+    for stage in ("warmup", "end2end"):
+        trained = {g: r for g, r in rates[stage].items() if r}
+        assert max(trained, key=trained.get) in ("heads", "modality_attention")
+    assert recipe["selection_metric"] == "auto"
+    assert {f["warmup_fraction"] for f in recipe["stages"].values()} == {0.1}
+
+
+@pytest.mark.parametrize("examples,given,multiple,expected", [
+    (200, False, 1, 8),        # 200 // 32 = 6 -> at least 8.
+    (1_200, False, 1, 32),     # 1200 // 32 = 37 -> 32.
+    (100_000, False, 1, 256),  # The recipe's batch.
+    (5, False, 1, 4),          # Fewer than 8: the largest power of two.
+    (200, True, 1, 200),       # A given batch that fits is kept...
+    (150, True, 1, 128),       # ...one over the data is fitted.
+    (200, False, 3, 6),        # A multiple of replicas x micro-batches.
+])
+def test_fitted_batch_size(examples, given, multiple, expected):
+    recipe = {"batch_size": 200 if given else 256, "min_steps_per_epoch": 32}
+    assert fitted_batch_size(recipe, examples, multiple, given=given) == expected
+
+
+def test_the_paper_batch_is_fitted_only_to_data_smaller_than_it():
+    recipe = resolve_recipe("paper_retail")
+    assert fitted_batch_size(recipe, 1_200) == 1024
+    assert fitted_batch_size(recipe, 300) == 256
+    with pytest.raises(ValueError, match="3 usable training examples"):
+        fitted_batch_size(recipe, 3, multiple=4)
+
+
+def test_stage_length_and_warmup_follow_the_steps():
+    plan = {"epochs": 3, "min_steps": 150, "warmup_steps": 0, "warmup_fraction": 0.1}
+    assert stage_epochs(plan, 62) == 3     # 186 steps >= 150.
+    assert stage_epochs(plan, 25) == 6     # 150 steps in 6 epochs of 25.
+    assert stage_epochs({**plan, "epochs": 0}, 25) == 0  # Evaluation only.
+    assert stage_warmup_steps(plan, 150) == 15
+    assert stage_warmup_steps({**plan, "warmup_steps": 40}, 150) == 40
+    # --epochs and --warmup-steps are taken as given.
+    args = run_cli.build_parser().parse_args(["--epochs", "1", "--warmup-steps", "2"])
+    recipe = resolve_recipe("default", recipe_overrides(args))
+    for fields in recipe["stages"].values():
+        assert (fields["epochs"], fields["min_steps"]) == (1, 0)
+        assert (fields["warmup_steps"], fields["warmup_fraction"]) == (2, 0.0)
+    args = run_cli.build_parser().parse_args(["--end2end-epochs", "2"])
+    stages = resolve_recipe("default", recipe_overrides(args))["stages"]
+    assert (stages["end2end"]["min_steps"], stages["warmup"]["min_steps"]) == (0, 150)
 
 
 def test_flags_override_single_values_and_a_stage_flag_wins():
@@ -61,7 +121,7 @@ def test_flags_override_single_values_and_a_stage_flag_wins():
         "--recipe-set", "stages.end2end.learning_rate_multipliers.clip=0.1",
         "--recipe-set", "stages.warmup.schedule=constant",
     ])
-    recipe = resolve_recipe("fashion_gen", recipe_overrides(args))
+    recipe = resolve_recipe("paper_fashion_gen", recipe_overrides(args))
     stages = recipe["stages"]
     assert [stages[s]["epochs"] for s in ("warmup", "end2end", "tuning")] == [3, 3, 1]
     assert recipe["batch_size"] == 16 and recipe["learning_rate"] == 1e-5
@@ -72,8 +132,8 @@ def test_flags_override_single_values_and_a_stage_flag_wins():
     assert stages["warmup"]["schedule"] == "constant"
     assert stages["end2end"]["schedule"] == "cosine"  # Untouched.
     # Flags left out change nothing.
-    assert resolve_recipe("fashion_gen", recipe_overrides(
-        run_cli.build_parser().parse_args([]))) == resolve_recipe("fashion_gen")
+    assert resolve_recipe("paper_fashion_gen", recipe_overrides(
+        run_cli.build_parser().parse_args([]))) == resolve_recipe("paper_fashion_gen")
 
 
 def test_a_recipe_file_may_leave_out_the_paper_table_and_defaults(tmp_path):
@@ -127,7 +187,7 @@ def test_freezing_every_group_is_refused():
 
 
 def test_unknown_recipe_lists_the_built_in_ones():
-    with pytest.raises(ValueError, match="fashion_gen, food101, retail, synthetic"):
+    with pytest.raises(ValueError, match="default, paper_fashion_gen, paper_food101, paper_retail, synthetic"):
         resolve_recipe("imagenet")
 
 
@@ -177,3 +237,22 @@ def test_the_loss_and_its_parameters_are_in_the_recipe_and_the_flag_wins(tmp_pat
     assert resolve_recipe(str(path), recipe_overrides(args))["loss"] == {"color": "ce"}
     args = run_cli.build_parser().parse_args(["--recipe", str(path)])
     assert resolve_recipe(str(path), recipe_overrides(args))["loss"]["color"] == gce
+
+
+def test_reference_widths_scale_clip_and_fusion_rates_by_width():
+    recipe = resolve_recipe("default")
+    tiny = stage_schedule(recipe, "end2end", {"clip": 64, "fusion": 64})
+    paper_widths = stage_schedule(recipe, "end2end", {"clip": 768, "fusion": 512})
+    assert paper_widths.learning_rate_multipliers == (
+        recipe["stages"]["end2end"]["learning_rate_multipliers"])
+    multipliers = tiny.learning_rate_multipliers
+    assert multipliers["clip"] == pytest.approx(0.01 * 768 / 64)
+    assert multipliers["fusion"] == pytest.approx(0.1 * 512 / 64)
+    assert multipliers["heads"] == 0.3  # Not width-scaled.
+    # Frozen stays frozen; recipes without reference widths are untouched.
+    assert stage_schedule(recipe, "warmup", {"clip": 64}).clip_frozen()
+    paper = resolve_recipe("paper_retail")
+    assert stage_schedule(paper, "end2end", {"clip": 64, "fusion": 64}) == (
+        stage_schedule(paper, "end2end"))
+    with pytest.raises(ValueError, match="reference_widths.clip must be an integer"):
+        resolve_recipe("default", {"reference_widths": {"clip": 0}})

@@ -158,23 +158,34 @@ def _scalars(workdir, stage, split, tag):
 
 @pytest.mark.large
 def test_float16_dropout_recipe_and_early_stopping_on_two_replicas(tmp_path):
-    # A rate too small to move a float32 weight: the validation score stays
-    # the same, so patience 1 stops the stage before its third epoch.
+    # A rate too small to move a float32 weight: no epoch beats the start,
+    # so patience 2 stops the stage before its third epoch, and the run
+    # says that it did not learn.
     workdir = str(tmp_path / "run")
     argv = [*QUICK, "--stage", "warmup", "--epochs", "4", "--steps-per-epoch", "3",
             "--model", _dropout_config(tmp_path), "--strategy", "mirrored",
             "--mixed-precision", "float16", "--steps-per-execution", "3",
             "--accumulate-steps", "2", "--learning-rate", "1e-12",
-            "--warmup-steps", "2", "--early-stopping-patience", "1",
+            "--warmup-steps", "2", "--early-stopping-patience", "2",
+            "--recipe", "synthetic",
             "--recipe-set", "stages.warmup.learning_rate_multipliers.heads=0.5",
             "--workdir", workdir]
     out = run_on_two_cpus("run", argv)
     assert "Epoch 2/4" in out and "Epoch 3/4" not in out
-    assert "Early stop after epoch 2: no better validation score in 1 epochs (best: epoch 1)" in out
+    assert ("Early stop after epoch 2: no better validation score in 2 epochs "
+            "(best: the start)") in out
+    assert ("[warmup] Did not learn: no epoch beat the start on validation "
+            "(score ") in out
+    assert "in 12 steps at peak rates fusion 1e-12, modality_attention 1e-12, " \
+        "heads 5e-13" in out
+    training = json.load(open(os.path.join(workdir, "metrics.json")))[
+        "stages"]["warmup"]["training"]
+    assert training["learned"] is False and training["best_epoch"] == 0
+    assert training["best_score"] == training["start_score"] >= 0
     recipe = json.load(open(os.path.join(workdir, "recipe.json")))
     warmup = recipe["stages"]["warmup"]
     assert recipe["name"] == "synthetic" and recipe["batch_size"] == 8
-    assert warmup["epochs"] == 4 and warmup["early_stopping_patience"] == 1
+    assert warmup["epochs"] == 4 and warmup["early_stopping_patience"] == 2
     assert warmup["learning_rate_multipliers"] == {
         "clip": None, "fusion": 1.0, "modality_attention": 1.0, "heads": 0.5}
     # Logged once per execution (3 steps), at the next step's rate: linear

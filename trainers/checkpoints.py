@@ -45,6 +45,10 @@ class StageCheckpoints:
         self.best_epoch = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="best_epoch"
         )
+        # The validation score of the stage's starting model (-1: not yet).
+        self.start_score = tf.Variable(
+            -1.0, dtype=tf.float64, trainable=False, name="start_score"
+        )
         self.checkpoint = tf.train.Checkpoint(
             model=model,
             optimizers=dict(optimizers),
@@ -55,6 +59,7 @@ class StageCheckpoints:
             step=self.step,
             best_score=self.best_score,
             best_epoch=self.best_epoch,
+            start_score=self.start_score,
         )
         latest_dir = os.path.join(stage_dir, "latest")
         if not write:
@@ -86,7 +91,8 @@ class StageCheckpoints:
         self.manager.save()
 
     def save_best(self, score, info, epoch):
-        """Records `score` of `epoch` (1-based) as the best; writes the weights."""
+        """Records `score` of `epoch` (1-based; 0: the start) as the best;
+        writes the weights."""
         self.best_score.assign(score)
         self.best_epoch.assign(epoch)
         if not self.write:

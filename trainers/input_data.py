@@ -53,16 +53,19 @@ def load_run_data(args, tasks=None):
 
 def synthetic_noise_config(args):
     """The generator's config with the run's modality-noise dials, or None."""
+    # Flag name to the generator's dial.
     dials = {
-        dial: getattr(args, dial, None)
-        for dial in ("misleading_title", "irrelevant_image")
+        dial: getattr(args, flag, None)
+        for flag, dial in (("misleading_title", "misleading_title"),
+                           ("irrelevant_image", "irrelevant_image"),
+                           ("title_mention", "mention"))
     }
     if all(value is None for value in dials.values()):
         return None
     if args.dataset != "synthetic":
         raise ValueError(
-            "--misleading-title and --irrelevant-image set the generator's "
-            "noise; they apply to --dataset synthetic only."
+            "--misleading-title, --irrelevant-image and --title-mention set "
+            "the generator's noise; they apply to --dataset synthetic only."
         )
     config = SyntheticProductsConfig()
     for dial, value in dials.items():
@@ -190,6 +193,12 @@ class RunData:
                 self.dataset.split(split), batch_size, False
             )
         return self._eval_batches[key]
+
+    def sample_batches(self, split, num_examples, batch_size):
+        """At most `num_examples` of `split`, a seeded random sample, batched
+        for evaluation (epoch 0's order of the run's seed)."""
+        raw = self.dataset.epoch_split(split, self.seed, 0).take(num_examples)
+        return self._batches(raw, batch_size, False)
 
     def preview(self, split, num_examples):
         """`(features, texts)` of the first `num_examples` good records."""

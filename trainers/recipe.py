@@ -2,26 +2,43 @@
 
 A recipe is a JSON file, apart from the architecture (`cmaclip_tf/configs/`),
 as open_clip keeps model configs apart from its training parameters. The
-built-in ones are `trainers/recipes/<name>.json`: `synthetic` (the demo),
-`retail` (the paper's multi-task attribute setting), `fashion_gen`, `food101`.
+built-in ones are `trainers/recipes/<name>.json`: `default` (what every
+dataset gets: fine-tuning from a zero-shot start at any data size), the
+paper's own `paper_retail` (multi-task attributes), `paper_fashion_gen`,
+`paper_food101`, and `synthetic` (the earlier demo recipe: constant 1e-3).
 
     {
       "name": "...", "description": "...",
-      "batch_size": 1024,          # examples per optimizer step (global)
+      "batch_size": 1024,          # examples per optimizer step (global), at most
+      "min_steps_per_epoch": 32,   # optional: a smaller batch for small data
+      "reference_widths": {"clip": 768, "fusion": 512},  # optional, see below
       "learning_rate": 1e-5,       # base (peak) rate; groups multiply it
-      "selection_metric": "accuracy",   # or "recall_at_90_precision"
+      "selection_metric": "accuracy",   # "recall_at_90_precision", or "auto"
       "optimizer": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
       "stage_defaults": {...},     # stage fields every stage starts from
       "stages": {"warmup": {...}, "end2end": {...}, "tuning": {...}}
     }
 
-Stage fields: `epochs`; `learning_rate_multipliers` (module group -> factor
+The batch a run uses (`fitted_batch_size`) is the recipe's, made smaller
+where the training split is small: never over the split, and, with
+`min_steps_per_epoch`, the largest power of two that gives that many steps
+per epoch (at least 8); the console says when it changed. `--batch-size`
+is taken as given unless it exceeds the split.
+
+Stage fields: `epochs` (`min_steps`: run more epochs until the stage has at
+least this many steps; `--epochs` and `--<stage>-epochs` set it to 0);
+`learning_rate_multipliers` (module group -> factor
 of the base rate, `null` = frozen; groups left out keep the paper's table,
 `trainers.stage_schedule.STAGES`); `schedule` (`cosine` or `constant`, after
-`warmup_steps` of linear warm-up); `weight_decay`; `clip_norm` (global
+`warmup_steps` of linear warm-up, or `warmup_fraction` of the stage's
+steps if that is more); `weight_decay`; `clip_norm` (global
 gradient norm; 0 or `null`: no clipping); `early_stopping_patience` (epochs
 without a better validation score before the stage stops; 0 or `null`:
 never).
+
+With `reference_widths`, the rates of those groups are for a model of those
+widths (CLIP's vision tower, the fusion) and scale by reference / actual
+width for another model (`stage_schedule`).
 
 `resolve_recipe` loads one, applies overrides (`"stages.*.epochs"` sets every
 stage's) and checks every value; the run writes the result to
@@ -29,6 +46,7 @@ stage's) and checks every value; the run writes the result to
 """
 
 import copy
+import math
 import os
 
 from cmaclip_tf.named_json import available_names
@@ -40,24 +58,19 @@ from trainers.stage_schedule import StageSchedule
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 RECIPE_FILE = "recipe.json"
-SELECTION_METRICS = ("accuracy", "recall_at_90_precision")
-# The recipe a dataset gets without --recipe (registry names, before any "/").
-DATASET_RECIPES = {
-    "synthetic": "synthetic",
-    "manifest": "retail",
-    "food101": "food101",
-    "tfds:upmc_food101": "food101",
-    "fashion_gen": "fashion_gen",
-    "tfds:fashion_gen": "fashion_gen",
-}
-FALLBACK_RECIPE = "retail"
+SELECTION_METRICS = ("accuracy", "recall_at_90_precision", "auto")
+# The recipe every dataset gets without --recipe; the paper's are by name.
+DEFAULT_RECIPE = "default"
+# The smallest batch `fitted_batch_size` picks for small data (when the data
+# has that many examples).
+MIN_FITTED_BATCH = 8
 
 TOP_FIELDS = ("name", "description", "batch_size", "learning_rate",
               "selection_metric", "loss", "optimizer", "stage_defaults",
-              "stages")
+              "stages", "min_steps_per_epoch", "reference_widths")
 STAGE_FIELDS = ("epochs", "learning_rate_multipliers", "schedule",
                 "warmup_steps", "weight_decay", "clip_norm",
-                "early_stopping_patience")
+                "early_stopping_patience", "min_steps", "warmup_fraction")
 OPTIMIZER_FIELDS = ("beta_1", "beta_2", "epsilon")
 
 
@@ -67,8 +80,51 @@ def available_recipes():
 
 
 def default_recipe(dataset):
-    """The built-in recipe for a `--dataset` name."""
-    return DATASET_RECIPES.get(dataset.split("/")[0], FALLBACK_RECIPE)
+    """The built-in recipe for a `--dataset` name: `default` for every one
+    (the paper's recipes assume a million products; see the README)."""
+    del dataset
+    return DEFAULT_RECIPE
+
+
+def fitted_batch_size(recipe, num_examples, multiple=1, given=False):
+    """The global batch a run uses on `num_examples` training examples.
+
+    The recipe's batch, lowered to fit the data: never over `num_examples`,
+    and, with the recipe's `min_steps_per_epoch` (unless the batch was
+    `given` by a flag), the largest power of two with that many steps per
+    epoch, at least `MIN_FITTED_BATCH`. The result is a multiple of
+    `multiple` (replicas times accumulation micro-batches).
+
+    Raises:
+        ValueError: fewer examples than `multiple`.
+    """
+    batch = recipe["batch_size"]
+    if num_examples < multiple:
+        raise ValueError(
+            f"{num_examples} usable training examples cannot fill one batch "
+            f"split {multiple} ways; add training data or use fewer replicas "
+            "or --accumulate-steps.")
+    steps = recipe.get("min_steps_per_epoch")
+    if steps and not given:
+        batch = min(batch, max(MIN_FITTED_BATCH, num_examples // steps))
+    if batch > num_examples or (steps and not given):
+        batch = 2 ** int(math.log2(min(batch, num_examples)))
+    return max(multiple, batch // multiple * multiple)
+
+
+def stage_epochs(plan, steps_per_epoch):
+    """A stage's epochs: its `epochs`, raised until it has `min_steps` steps
+    (0 epochs, evaluation only, stays 0)."""
+    epochs = plan["epochs"]
+    if epochs and plan.get("min_steps") and steps_per_epoch:
+        epochs = max(epochs, math.ceil(plan["min_steps"] / steps_per_epoch))
+    return epochs
+
+
+def stage_warmup_steps(plan, total_steps):
+    """Warm-up steps: `warmup_steps`, or `warmup_fraction` of the stage."""
+    return max(plan["warmup_steps"],
+               int(round(plan.get("warmup_fraction", 0.0) * total_steps)))
 
 
 def load_recipe(name_or_path):
@@ -107,8 +163,8 @@ def resolve_recipe(name_or_path, overrides=None):
     _check_keys(defaults, STAGE_FIELDS, "stage_defaults")
     stages = raw.get("stages", {})
     _check_keys(stages, STAGE_ORDER, "stages")
-    resolved = {key: copy.deepcopy(raw[key]) for key in TOP_FIELDS[:6]
-                if key in raw}
+    resolved = {key: copy.deepcopy(raw[key]) for key in TOP_FIELDS
+                if key in raw and key not in ("optimizer", "stage_defaults", "stages")}
     resolved.setdefault("selection_metric", "recall_at_90_precision")
     resolved.setdefault("loss", "ce")
     resolved["optimizer"] = dict(raw.get("optimizer", {}))
@@ -143,18 +199,35 @@ def recipe_overrides(args):
         "stages.*.weight_decay": flag("weight_decay"),
         "stages.*.schedule": flag("lr_schedule"),
         "stages.*.warmup_steps": flag("warmup_steps"),
+        # A flag's value is taken as given: no share, no minimum on top.
+        "stages.*.warmup_fraction": None if flag("warmup_steps") is None else 0.0,
+        "stages.*.min_steps": None if flag("epochs") is None else 0,
         "stages.*.clip_norm": flag("clip_norm"),
         "stages.*.early_stopping_patience": flag("early_stopping_patience"),
     }
     for stage in STAGE_ORDER:  # A stage's own flag wins over --epochs.
         overrides[f"stages.{stage}.epochs"] = flag(f"{stage}_epochs")
+        if flag(f"{stage}_epochs") is not None:
+            overrides[f"stages.{stage}.min_steps"] = 0
     overrides.update(dict(flag("recipe_set") or []))
     return overrides
 
 
-def stage_schedule(recipe, stage):
-    """The `StageSchedule` (which groups train, at what factor) of a stage."""
-    return StageSchedule(stage, dict(recipe["stages"][stage]["learning_rate_multipliers"]))
+def stage_schedule(recipe, stage, widths=None):
+    """The `StageSchedule` (which groups train, at what factor) of a stage.
+
+    With the recipe's `reference_widths` (`{group: width}`) and the model's
+    `widths`, a group's factor is scaled by reference / actual width: the
+    recipe's rate is for a model of the reference width, and Adam's best
+    rate for hidden layers grows as they narrow (μP, Yang et al. 2021), so
+    one recipe suits ViT-B/32 (CLIP width 768) and the tiny CLIP (64).
+    """
+    multipliers = dict(recipe["stages"][stage]["learning_rate_multipliers"])
+    for group, reference in (recipe.get("reference_widths") or {}).items():
+        width = (widths or {}).get(group)
+        if width and multipliers.get(group) is not None:
+            multipliers[group] *= reference / width
+    return StageSchedule(stage, multipliers)
 
 
 def write_recipe(workdir, recipe):
@@ -193,6 +266,16 @@ def _override(recipe, key, value):
 def _check(recipe):
     _check_keys(recipe, (*TOP_FIELDS, "source"), "the recipe")
     _require(recipe, "batch_size", _is_int(1), "an integer >= 1")
+    recipe.setdefault("reference_widths", None)
+    if recipe["reference_widths"] is not None:
+        _check_keys(recipe["reference_widths"], ("clip", "fusion"), "reference_widths")
+        for group, width in recipe["reference_widths"].items():
+            if not _is_int(1)(width):
+                raise ValueError(f"Recipe: reference_widths.{group} must be an "
+                                 f"integer >= 1; got {width!r}.")
+    recipe.setdefault("min_steps_per_epoch", None)
+    if recipe["min_steps_per_epoch"] is not None:
+        _require(recipe, "min_steps_per_epoch", _is_int(1), "an integer >= 1 or null")
     _require(recipe, "learning_rate", _is_number(0.0, exclusive=True), "a number > 0")
     if recipe["selection_metric"] not in SELECTION_METRICS:
         raise ValueError(f"Recipe: selection_metric must be one of "
@@ -208,6 +291,11 @@ def _check(recipe):
         _check_keys(fields, STAGE_FIELDS, where)
         _require(fields, "epochs", _is_int(0), "an integer >= 0", where)
         _require(fields, "warmup_steps", _is_int(0), "an integer >= 0", where)
+        fields.setdefault("min_steps", 0)
+        fields.setdefault("warmup_fraction", 0.0)
+        _require(fields, "min_steps", _is_int(0), "an integer >= 0", where)
+        _require(fields, "warmup_fraction", lambda v: _is_number(0.0)(v) and v < 1,
+                 "a number in [0, 1)", where)
         _require(fields, "weight_decay", _is_number(0.0), "a number >= 0", where)
         if fields.get("schedule") not in DECAYS:
             raise ValueError(f"Recipe: {where}.schedule must be one of {DECAYS}; "

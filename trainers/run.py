@@ -42,7 +42,10 @@ def build_parser():
                         "for the task, as a compatible product's ('matches red "
                         "shoes')"),
                        ("irrelevant-image", "images that show another "
-                        "product's value of the task")):
+                        "product's value of the task"),
+                       ("title-mention", "titles that name the task's value "
+                        "(0: titles never name it; defaults 0.67 color, 0.25 "
+                        "pattern, 0.15 style)")):
         noise.add_argument(f"--{dial}", type=command_line.task_rates,
                            help=f"synthetic: the share of {what}: a rate for "
                            "every task, or task=rate pairs (color=0.2,style=0.1).")

@@ -23,9 +23,12 @@ from trainers.evaluation import score_thresholds
 from trainers.input_data import load_run_data
 from trainers.learning_rate_schedule import WarmupSchedule
 from trainers.recipe import default_recipe
+from trainers.recipe import fitted_batch_size
 from trainers.recipe import recipe_overrides
 from trainers.recipe import resolve_recipe
+from trainers.recipe import stage_epochs
 from trainers.recipe import stage_schedule
+from trainers.recipe import stage_warmup_steps
 from trainers.recipe import write_recipe
 from trainers.run_logger import RunLogger
 from trainers.run_record import RUN_FILE
@@ -33,6 +36,7 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+from trainers.zero_shot_initialization import start_from_zero_shot
 
 # --mixed-precision to Keras's dtype policy (variables stay float32).
 DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
@@ -62,8 +66,24 @@ class TrainingRun:
         self.split_sizes = self.data.dataset.num_examples
         self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
         os.makedirs(self.workdir, exist_ok=True)
+        self.batch_size = self.fit_batch_size()
         self.model_config = None
+        self.starts = {}  # What each stage's fresh model started from.
         self.logger = RunLogger(self.workdir, enabled=self.chief)
+
+    def fit_batch_size(self):
+        """The recipe's batch fitted to the training split (a note if changed)."""
+        recipe = self.recipe
+        multiple = self.args.accumulate_steps * self.strategy.num_replicas_in_sync
+        batch = fitted_batch_size(recipe, self.data.num_train_examples, multiple,
+                                  given=self.args.batch_size is not None)
+        if batch != recipe["batch_size"]:
+            self.data.dataset.notes.append(
+                f"batch size {batch} (the {recipe['name']} recipe's "
+                f"{recipe['batch_size']} fitted to "
+                f"{self.data.num_train_examples:,} training examples)")
+            recipe["batch_size"] = batch
+        return batch
 
     def log(self, message):
         if self.chief:
@@ -147,7 +167,8 @@ class TrainingRun:
 
     def initial_weights(self, stage, model):
         """Loads the best checkpoint of the nearest earlier stage that has
-        one (end2end, else warmup: a stage run for 0 epochs is skipped)."""
+        one (end2end, else warmup: a stage run for 0 epochs is skipped); a
+        fresh model starts where zero-shot CLIP stands where it can."""
         before = previous_stage(stage)
         missing = []
         while before is not None:
@@ -161,36 +182,33 @@ class TrainingRun:
             missing.append(before)
             before = previous_stage(before)
         if missing:
-            self.log(
-                f"[{stage}] No {' or '.join(missing)} checkpoint in "
-                f"{self.workdir}: starting from the pretrained CLIP with "
-                "freshly initialized fusion and heads."
-            )
+            self.log(f"[{stage}] No {' or '.join(missing)} checkpoint in "
+                     f"{self.workdir}: starting from the pretrained CLIP.")
         else:
             self.log(f"[{stage}] Starting from the pretrained CLIP.")
+        if getattr(model, "zero_shot_start", False):
+            self.starts[stage] = start_from_zero_shot(
+                model, self.data, self.args.prompt, self.log,
+                batch_size=self.micro_batch_size(self.batch_size))
+        else:
+            self.log(f"[{stage}] The fusion and heads start at random (the "
+                     "model config has no zero_shot_start).")
 
     def run_stage(self, stage):
         args = self.args
         recipe = self.recipe
         plan = recipe["stages"][stage]
-        schedule = stage_schedule(recipe, stage)
         model, clip, config = self.build_model()
+        schedule = stage_schedule(recipe, stage, model_widths(model))
         learning_rate = recipe["learning_rate"]
         weight_decay = plan["weight_decay"]
-        batch_size = recipe["batch_size"]
+        batch_size = self.batch_size
         micro_batch_size = self.micro_batch_size(batch_size)
-        epochs = plan["epochs"]
         stage_dir = os.path.join(self.workdir, stage)
         os.makedirs(stage_dir, exist_ok=True)
-        steps = self.data.num_train_examples // batch_size
-        if args.steps_per_epoch:
-            steps = min(steps, args.steps_per_epoch)
-        if steps == 0 and epochs:
-            raise ValueError(
-                f"--batch-size {batch_size} exceeds the "
-                f"{self.data.num_train_examples} usable training examples; pass "
-                "a smaller --batch-size."
-            )
+        steps = self.data.steps_per_epoch(batch_size, args.steps_per_epoch)
+        epochs = stage_epochs(plan, steps)
+        warmup_steps = stage_warmup_steps(plan, epochs * steps)
 
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
@@ -201,7 +219,8 @@ class TrainingRun:
             accumulate_steps=args.accumulate_steps,
             clip_norm=plan["clip_norm"],
             learning_rate_schedule=WarmupSchedule(
-                total_steps=epochs * steps, warmup_steps=plan["warmup_steps"],
+                total_steps=epochs * steps,
+                warmup_steps=warmup_steps,
                 decay=plan["schedule"],
             ),
             optimizer_options=recipe["optimizer"],
@@ -215,6 +234,7 @@ class TrainingRun:
             with open(checkpoints.done_path) as f:
                 return json.load(f)
 
+        self.data.prepare(clip, config)
         if checkpoints.restore_latest():
             self.log(
                 f"[{stage}] Resuming from {checkpoints.manager.latest_checkpoint} "
@@ -223,7 +243,6 @@ class TrainingRun:
         else:
             self.initial_weights(stage, model)
 
-        self.data.prepare(clip, config)
         cache = None
         if args.cache_features and trainer.input_depth != "raw":
             cache_dir = os.path.join(stage_dir, "feature_cache")
@@ -234,10 +253,17 @@ class TrainingRun:
             self.log(f"[{stage}] Feature cache ({trainer.input_depth}, "
                      f"{len(cache):,} examples) in {cache_dir} "
                      f"({time.time() - started:.0f} s).")
-        self.logger.hparams(stage, self.hparams(stage, plan, batch_size))
+        self.logger.hparams(stage, self.hparams(stage, plan, batch_size, epochs,
+                                                warmup_steps))
         validation = self.strategy.experimental_distribute_dataset(
             self.data.eval_batches("validation", micro_batch_size)
         )
+        self.log(f"[{stage}] {epochs} epoch(s) of {steps} steps at batch "
+                 f"{batch_size}; peak rates "
+                 + ", ".join(f"{g} {r:.2g}" for g, r in
+                             self.peak_rates(schedule, learning_rate, model).items()))
+        if epochs and not int(checkpoints.epoch) and not int(checkpoints.step):
+            self.evaluate_start(stage, trainer, validation, checkpoints)
 
         for epoch in range(int(checkpoints.epoch), epochs):
             if self.stops_early(stage, epoch, checkpoints, plan):
@@ -276,13 +302,8 @@ class TrainingRun:
             metrics = evaluate_predictions(predictions, self.tasks)
             score = self.selection_score(metrics)
             global_step = (epoch + 1) * steps
-            summary = ", ".join(
-                f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
-                f"{m.get('recall_at_90_precision', 0):.3f} "
-                f"λ {m.get('image_weight_mean', 0):.2f}"
-                for t, m in metrics.items()
-            )
-            self.log(f"[{stage}] validation {summary}; score {score:.4f}")
+            self.log(f"[{stage}] validation {self.metrics_text(metrics)}; "
+                     f"score {score:.4f}")
             self.log_record_counts(stage)
             if score > float(checkpoints.best_score):
                 checkpoints.save_best(
@@ -302,11 +323,61 @@ class TrainingRun:
                                     self.data.recovered_record_counts())
             self.logger.attention_maps(stage, global_step, model, self.data)
 
+        record = None
+        if epochs:
+            record = self.learning_record(
+                stage, checkpoints, epochs * steps,
+                self.peak_rates(schedule, learning_rate, model))
         result = self.finish_stage(stage, model, trainer, checkpoints, clip,
-                                   config, micro_batch_size)
+                                   config, micro_batch_size, record)
         if cache is not None and not args.keep_feature_cache:
             cache.delete()
         return result
+
+    def evaluate_start(self, stage, trainer, validation, checkpoints):
+        """Scores the stage's starting model on validation and keeps it as
+        the best so far (epoch 0): a stage never ends below where it began."""
+        metrics = evaluate_predictions(trainer.predict(validation), self.tasks)
+        score = self.selection_score(metrics)
+        checkpoints.start_score.assign(score)
+        checkpoints.save_best(score, {"epoch": 0, "score": score,
+                                      "validation": metrics}, 0)
+        self.log(f"[{stage}] validation at the start: "
+                 + self.metrics_text(metrics) + f"; score {score:.4f}")
+
+    def learning_record(self, stage, checkpoints, total_steps, peak_rates):
+        """Whether the stage beat its start on validation; says so if not."""
+        start = float(checkpoints.start_score)
+        best = float(checkpoints.best_score)
+        learned = int(checkpoints.best_epoch) > 0
+        if not learned:
+            self.log(
+                f"[{stage}] Did not learn: no epoch beat the start on "
+                f"validation (score {start:.4f}) in {total_steps} steps at "
+                "peak rates " + ", ".join(f"{g} {r:.2g}" for g, r in
+                                          peak_rates.items())
+                + "; the stage keeps its starting weights. More data, more "
+                "epochs or a higher --learning-rate may help.")
+        return {"learned": learned, "start_score": start, "best_score": best,
+                "best_epoch": int(checkpoints.best_epoch),
+                "steps": total_steps, "peak_learning_rates": peak_rates}
+
+    @staticmethod
+    def peak_rates(schedule, learning_rate, model=None):
+        """`{group: peak rate}` of the groups a stage trains (and, given the
+        model, that have weights: the pooled variants have no fusion)."""
+        groups = model.module_groups() if model is not None else None
+        return {group: learning_rate * factor for group, factor in
+                schedule.learning_rate_multipliers.items()
+                if factor and (groups is None or groups.get(group))}
+
+    @staticmethod
+    def metrics_text(metrics):
+        return ", ".join(
+            f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
+            f"{m.get('recall_at_90_precision', 0):.3f} "
+            f"λ {m.get('image_weight_mean', 0):.2f}"
+            for t, m in metrics.items())
 
     def micro_batch_size(self, batch_size):
         """What one replica's forward pass sees at once, times the replicas:
@@ -328,16 +399,18 @@ class TrainingRun:
         best_epoch = int(checkpoints.best_epoch)
         if not patience or epoch == 0 or epoch - best_epoch < patience:
             return False
+        best = f"epoch {best_epoch}" if best_epoch else "the start"
         self.log(f"[{stage}] Early stop after epoch {epoch}: no better "
-                 f"validation score in {patience} epochs (best: epoch "
-                 f"{best_epoch}).")
+                 f"validation score in {patience} epochs (best: {best}).")
         return True
 
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
-                     batch_size):
+                     batch_size, training_record=None):
         if os.path.isfile(checkpoints.best_weights_path):
             model.load_weights(checkpoints.best_weights_path)
         result = {"best_score": float(checkpoints.best_score)}
+        if training_record is not None:
+            result["training"] = training_record
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
                 self.data.eval_batches(split, batch_size)
@@ -362,8 +435,13 @@ class TrainingRun:
     # --- Metrics and reports. ---
 
     def selection_metric(self):
-        # --selection-metric is folded into the recipe.
-        return self.recipe["selection_metric"]
+        """The recipe's (--selection-metric is folded in); `auto`: accuracy
+        for one task (the paper's Fashion-Gen and Food-101 metric), recall
+        at 90% precision for several (its retail metric)."""
+        name = self.recipe["selection_metric"]
+        if name == "auto":
+            return "accuracy" if len(self.tasks) == 1 else "recall_at_90_precision"
+        return name
 
     def selection_score(self, metrics):
         """Mean over tasks of the selection metric; accuracy breaks ties."""
@@ -372,17 +450,17 @@ class TrainingRun:
         accuracy = [m.get("accuracy", 0.0) for m in metrics.values()]
         return float(np.mean(values)) + 1e-3 * float(np.mean(accuracy))
 
-    def hparams(self, stage, plan, batch_size):
+    def hparams(self, stage, plan, batch_size, epochs, warmup_steps):
         return {
             "stage": stage, "model": self.model_config["name"],
             "variant": self.args.variant, "dataset": self.args.dataset,
             "recipe": self.recipe["name"],
             "learning_rate": self.recipe["learning_rate"],
             "lr_schedule": plan["schedule"],
-            "warmup_steps": plan["warmup_steps"],
+            "warmup_steps": warmup_steps,
             "weight_decay": plan["weight_decay"],
             "clip_norm": plan["clip_norm"] or 0.0,
-            "batch_size": batch_size, "epochs": plan["epochs"],
+            "batch_size": batch_size, "epochs": epochs,
             "accumulate_steps": self.args.accumulate_steps,
             "steps_per_execution": self.args.steps_per_execution,
             "seed": self.args.seed,
@@ -398,7 +476,10 @@ class TrainingRun:
         if not self.chief:
             return
         payload = {"stages": {}, "bad_records": self.data.bad_record_counts(),
-                   "recovered_records": self.data.recovered_record_counts()}
+                   "recovered_records": self.data.recovered_record_counts(),
+                   "batch_size": self.batch_size}
+        if self.starts:
+            payload["start"] = self.starts
         for stage in (*STAGE_ORDER, "contrastive", "zero_shot"):
             path = os.path.join(self.workdir, stage, "done.json")
             if os.path.isfile(path):
@@ -428,6 +509,14 @@ class TrainingRun:
             self.args.model_name,
         )
         self.log(f"Exported a SavedModel to {path}")
+
+
+def model_widths(model):
+    """`{group: width}` of the groups a recipe may scale by width."""
+    widths = {"clip": model.clip_backbone.vision_encoder.hidden_dim}
+    if getattr(model, "sequence_attention", None) is not None:
+        widths["fusion"] = model.sequence_attention.hidden_dim
+    return widths
 
 
 def _counts_text(counts):

@@ -6,6 +6,11 @@ from keras import ops
 
 from cmaclip_tf.layers.end_of_text import end_of_text_embedding
 
+OUTPUT_NORMS = {
+    "layer": keras.layers.LayerNormalization,
+    "rms": keras.layers.RMSNormalization,
+}
+
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")
 class SequenceWiseAttention(keras.layers.Layer):
@@ -26,6 +31,10 @@ class SequenceWiseAttention(keras.layers.Layer):
         dropout: float. Dropout in attention and feed-forward. Defaults to 0.1.
         activation: string. Feed-forward activation. Defaults to `"gelu"`.
         layer_norm_epsilon: float. Defaults to 1e-5.
+        output_norm: `"layer"` (LayerNorm, the default) or `"rms"` (RMS
+            normalization: no centring, so a token's direction passes
+            unchanged while the scale is 1, what a fusion that starts as the
+            identity on CLIP's embeddings needs).
 
     Call arguments:
         image_sequence: float `[batch, num_patches + 1, vision_width]`.
@@ -63,8 +72,12 @@ class SequenceWiseAttention(keras.layers.Layer):
         dropout=0.1,
         activation="gelu",
         layer_norm_epsilon=1e-5,
+        output_norm="layer",
         **kwargs,
     ):
+        if output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"output_norm must be one of {OUTPUT_NORMS}; "
+                             f"got {output_norm!r}.")
         super().__init__(**kwargs)
         # === Config ===
         self.num_layers = num_layers
@@ -74,6 +87,7 @@ class SequenceWiseAttention(keras.layers.Layer):
         self.dropout = dropout
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.output_norm = output_norm
 
         # === Layers ===
         self.image_projection = keras.layers.Dense(
@@ -97,7 +111,8 @@ class SequenceWiseAttention(keras.layers.Layer):
             )
             for i in range(num_layers)
         ]
-        self.output_layer_norm = keras.layers.LayerNormalization(
+        norm = OUTPUT_NORMS[output_norm]
+        self.output_layer_norm = norm(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy,
             name="output_layer_norm",
         )
@@ -132,6 +147,23 @@ class SequenceWiseAttention(keras.layers.Layer):
                 layer.kernel.assign(kernel)
                 copied.append(layer.name)
         return copied
+
+    def start_as_identity(self):
+        """Zeroes every block's residual branch (the attention output and the
+        feed-forward output projections, kernels and biases).
+
+        Each pre-LayerNorm block then passes its input through unchanged, so
+        the layer starts as its input projections and output norm: with
+        CLIP's projections and `output_norm="rms"`, I' and T' point where
+        CLIP's own image and text embeddings do. Gradients reach every weight
+        from the first step on through the zeroed projections (as a
+        zero-initialized LayerScale would).
+        """
+        for block in self.encoder_layers:
+            for dense in (block._self_attention_layer._output_dense,
+                          block._feedforward_output_dense):
+                for weight in dense.weights:
+                    weight.assign(ops.zeros_like(weight))
 
     def call(
         self,
@@ -190,6 +222,7 @@ class SequenceWiseAttention(keras.layers.Layer):
                 "dropout": self.dropout,
                 "activation": self.activation,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "output_norm": self.output_norm,
             }
         )
         return config

@@ -15,9 +15,14 @@ from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
 from cmaclip_tf.variants import POOLED_VARIANTS
 from cmaclip_tf.variants import VARIANTS
 
-# Variants without the fusion transformer: CLIP's pooled embeddings instead.
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
 RAW_INPUTS = ("images", "token_ids", "padding_mask")
+
+
+def l2_normalize(x):
+    """`x / |x|` over the last axis (in float32 under mixed precision)."""
+    norm = ops.sqrt(ops.sum(ops.square(ops.cast(x, "float32")), -1, keepdims=True))
+    return ops.cast(ops.cast(x, "float32") / (norm + 1e-12), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")
@@ -61,7 +66,15 @@ class CMACLIP(keras.Model):
             fused embedding's width.
         head_dropout: float. Dropout in each head.
         init_from_clip_projections: bool. Start the fusion input projections
-            from CLIP's projection matrices when shapes match.
+            from CLIP's projection matrices when shapes match (and, with
+            `zero_shot_start`, every fusion block's residual branch at zero).
+        zero_shot_start: bool. The architecture that can start where
+            zero-shot CLIP stands (`start_from_zero_shot`): I' and T'
+            L2-normalized before the modality attention (CLIP compares unit
+            vectors), an RMS-normalized fusion output (LayerNorm's centring
+            would turn the embeddings), a linear path in each MLP head and a
+            bias in each modality attention. Departs from the paper; False
+            builds the paper's model as written.
 
     Example:
     ```python
@@ -86,6 +99,7 @@ class CMACLIP(keras.Model):
         head_hidden_dim=None,
         head_dropout=0.1,
         init_from_clip_projections=True,
+        zero_shot_start=False,
         **kwargs,
     ):
         if variant not in VARIANTS:
@@ -106,6 +120,7 @@ class CMACLIP(keras.Model):
         self.fusion_dropout = fusion_dropout
         self.head_dropout = head_dropout
         self.init_from_clip_projections = init_from_clip_projections
+        self.zero_shot_start = bool(zero_shot_start)
         if variant in POOLED_VARIANTS:
             embedding_dim = clip_backbone.projection_dim
         else:
@@ -125,14 +140,19 @@ class CMACLIP(keras.Model):
                 num_layers=fusion_num_layers, hidden_dim=fusion_hidden_dim,
                 num_heads=fusion_num_heads, intermediate_dim=fusion_intermediate_dim,
                 dropout=fusion_dropout, dtype=self.dtype_policy,
+                output_norm="rms" if self.zero_shot_start else "layer",
                 name="sequence_attention",
             )
         fusion_cls = {
             "full": ModalityAttention,
             "clip_linear": ConcatenationFusion,
         }.get(variant, AverageFusion)
+        fusion_options = {}
+        if fusion_cls is ModalityAttention and self.zero_shot_start:
+            fusion_options["use_bias"] = True
         self.modality_attentions = [
-            fusion_cls(dtype=self.dtype_policy, name=f"{task}_modality_attention")
+            fusion_cls(dtype=self.dtype_policy, name=f"{task}_modality_attention",
+                       **fusion_options)
             for task in self.tasks
         ]
         self.heads = [
@@ -140,6 +160,7 @@ class CMACLIP(keras.Model):
                 num_classes,
                 self.head_hidden_dim,
                 dropout=head_dropout,
+                linear_path=self.zero_shot_start,
                 dtype=self.dtype_policy,
                 name=f"{task}_head",
             )
@@ -159,6 +180,8 @@ class CMACLIP(keras.Model):
                     self.clip_backbone.vision_projection.kernel,
                     self.clip_backbone.text_projection.kernel,
                 )
+                if self.zero_shot_start:
+                    self.sequence_attention.start_as_identity()
         head_input_dim = embedding_dim
         if self.variant == "clip_linear":
             head_input_dim = 2 * embedding_dim
@@ -213,13 +236,14 @@ class CMACLIP(keras.Model):
 
     def classify(self, embeddings, training=None):
         """Per-task logits and λ from I' and T'."""
+        image, text = embeddings["image_embedding"], embeddings["text_embedding"]
+        if self.zero_shot_start:
+            image, text = l2_normalize(image), l2_normalize(text)
         outputs = {}
         for task, fusion, head in zip(
             self.tasks, self.modality_attentions, self.heads
         ):
-            fused, image_weight = fusion(
-                embeddings["image_embedding"], embeddings["text_embedding"]
-            )
+            fused, image_weight = fusion(image, text)
             outputs[f"{task}_logits"] = head(fused, training=training)
             outputs[f"{task}_image_weight"] = ops.cast(image_weight, "float32")
         return outputs
@@ -258,6 +282,52 @@ class CMACLIP(keras.Model):
             attention_layer_index=layer_index,
         )
         return scores
+
+    def start_from_zero_shot(self, class_embeddings, logit_scale,
+                             image_weights=None):
+        """Starts the heads (and modality attentions) as zero-shot CLIP.
+
+        Each head's linear path becomes `logit_scale · Eᵀ` (the scale kept
+        apart, `MLPHead`), with `E` the task's L2-normalized class-prompt
+        embeddings, so a task's logits are
+        `s·(λ·cos(I, prompt) + (1 - λ)·cos(T, prompt))`: image zero-shot at
+        λ = 1, the title against the prompts at λ = 0. The full model's
+        λ starts at `image_weights[task]` (its modality attention's bias);
+        the averaging ablations stay at 0.5; CLIP + linear heads weighs its
+        two halves by the same λ. Call it on a freshly built model whose
+        fusion is the identity (`zero_shot_start=True`).
+
+        Args:
+            class_embeddings: `{task: [classes, projection_dim]}` normalized
+                prompt embeddings; a task that is absent or None keeps its
+                random start.
+            logit_scale: float (CLIP's `exp(logit_scale)`), or `{task:
+                float}`, e.g. each task's calibrated scale.
+            image_weights: optional `{task: λ in (0, 1)}`; default 0.5.
+
+        Returns:
+            The tasks that were started from zero-shot.
+        """
+        if not self.zero_shot_start:
+            raise ValueError("start_from_zero_shot needs zero_shot_start=True.")
+        started = []
+        for task, fusion, head in zip(self.tasks, self.modality_attentions,
+                                      self.heads):
+            embeddings = (class_embeddings or {}).get(task)
+            if embeddings is None:
+                continue
+            kernel = ops.transpose(
+                l2_normalize(ops.convert_to_tensor(embeddings, "float32")))
+            weight = (image_weights or {}).get(task, 0.5)
+            if isinstance(fusion, ConcatenationFusion):
+                kernel = ops.concatenate([weight * kernel, (1 - weight) * kernel], 0)
+            elif isinstance(fusion, ModalityAttention) and weight != 0.5:
+                fusion.set_image_weight(weight)
+            scale = (logit_scale.get(task) if isinstance(logit_scale, dict)
+                     else logit_scale)
+            head.initialize_zero_shot(kernel, scale)
+            started.append(task)
+        return started
 
     def module_groups(self):
         """Trainable variables by module group, for stage schedules.
@@ -305,6 +375,7 @@ class CMACLIP(keras.Model):
                 "head_hidden_dim": self.head_hidden_dim,
                 "head_dropout": self.head_dropout,
                 "init_from_clip_projections": self.init_from_clip_projections,
+                "zero_shot_start": self.zero_shot_start,
             }
         )
         return config

@@ -52,6 +52,7 @@ def create_cma_clip(
         fusion_dropout=fusion.get("dropout", 0.0),
         head_hidden_dim=head.get("hidden_dim"),
         head_dropout=head.get("dropout", 0.0),
+        zero_shot_start=config.get("zero_shot_start", False),
         dtype=dtype,
     )
     return model, clip, config

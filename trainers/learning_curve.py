@@ -1,0 +1,189 @@
+"""Learning curves: every method at several training-set sizes, over seeds.
+
+    python trainers/learning_curve.py --sizes 300,1000,3000 --seeds 3 \
+        --workdir runs/learning_curve [--methods ...] [--run-args "..."]
+
+For each size (`--num-examples` of `trainers/run.py`: training rows, with
+validation and test 15% of it each), each seed and each method of the
+ablation suite (`trainers/experiments.py`'s runs, default recipe and flags
+unless `--run-args` adds some), trains into
+`WORKDIR/rows_<size>/<method>/seed_<s>/`; finished runs are skipped, so a
+re-run resumes. Then `WORKDIR/report.md`, `report.csv` and `curve.png` hold
+the test recall at 90% precision and accuracy per method and size (mean and
+sample standard deviation over seeds, averaged over tasks, and per task),
+and the curve of recall against training rows with a ±1 s.d. band.
+`--report-only` rewrites the report from the runs on disk.
+"""
+
+import csv
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trainers import command_line  # noqa: E402
+from trainers import experiments  # noqa: E402
+from trainers.experiment_report import aggregate  # noqa: E402
+from trainers.experiment_report import collect_runs  # noqa: E402
+from trainers.experiment_suites import METHOD_LABELS  # noqa: E402
+
+DEFAULT_METHODS = "zero_shot,clip_linear,no_ma_sa,no_ma,full"
+METRICS = (("recall_at_90_precision", "Recall (%) at 90% precision"),
+           ("accuracy", "Accuracy (%)"))
+SUITE_FILE = "learning_curve.json"
+
+
+def build_parser():
+    parser = experiments.build_parser()
+    parser.description = __doc__
+    parser.set_defaults(methods=DEFAULT_METHODS, workdir="runs/learning_curve",
+                        skip_noise=True)
+    parser.add_argument("--sizes", default="300,1000,3000",
+                        help="Comma-separated training-set sizes.")
+    return parser
+
+
+def size_dir(workdir, size):
+    return os.path.join(workdir, f"rows_{size}")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command_line.quiet_tensorflow()
+    methods = experiments.methods_of(args)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    os.makedirs(args.workdir, exist_ok=True)
+    command = "python trainers/learning_curve.py " + " ".join(
+        shlex.quote(a) for a in argv)
+    suite_path = os.path.join(args.workdir, SUITE_FILE)
+    if args.report_only and os.path.isfile(suite_path):
+        with open(suite_path) as f:
+            command = json.load(f)["command"]
+    else:
+        with open(suite_path, "w") as f:
+            json.dump({"command": command, "methods": list(methods),
+                       "sizes": sizes}, f, indent=2)
+        for seed in range(args.seeds):
+            for size in sizes:
+                args.num_examples = size
+                for method in methods:
+                    experiments.run_method(
+                        args, method, seed, noise=False,
+                        workdir=os.path.join(size_dir(args.workdir, size),
+                                             method, f"seed_{seed}"))
+    results = {size: aggregate(collect_runs(size_dir(args.workdir, size), methods),
+                               methods) for size in sizes}
+    write_report(args.workdir, methods, sizes, results, command)
+    print(f"[learning curve] Report: {os.path.join(args.workdir, 'report.md')}")
+    return 0
+
+
+def write_report(workdir, methods, sizes, results, command):
+    """`report.md`, `report.csv` and `curve.png` from `aggregate` per size."""
+    lines = [
+        "# Learning curve", "", "Produced by:", "", "```", command, "```", "",
+        f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
+        f"UTC on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs). "
+        "Test split; mean ± sample standard deviation over seeds (no spread "
+        "with one seed), in percent; the final model of a run is the "
+        "best-on-validation checkpoint of its last stage.", "",
+    ]
+    rows = []
+    for metric, title in METRICS:
+        lines += [f"## {title}, averaged over tasks", ""]
+        header = ["Method"] + [f"{s:,} rows" for s in sizes]
+        lines += ["| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        for method in methods:
+            cells = []
+            for size in sizes:
+                summary = results[size]["main"].get(metric, {}).get(method)
+                cells.append(_cell(summary["average"], summary["seeds"])
+                             if summary else "-")
+                if summary:
+                    for task in results[size]["tasks"] + ["average"]:
+                        mean, std = summary[task]
+                        rows.append([metric, size, method, task,
+                                     f"{mean:.4f}", f"{std:.4f}", summary["seeds"]])
+            lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Per task (recall at 90% precision / accuracy, %)", ""]
+    for size in sizes:
+        tasks = results[size]["tasks"]
+        if not tasks:
+            continue
+        lines += [f"### {size:,} training rows", "",
+                  "| Method | " + " | ".join(tasks) + " |",
+                  "|" + "---|" * (len(tasks) + 1)]
+        main = results[size]["main"]
+        for method in methods:
+            if method not in main.get("accuracy", {}):
+                continue
+            recall, accuracy = (main["recall_at_90_precision"][method],
+                                main["accuracy"][method])
+            lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(
+                f"{100 * recall[t][0]:.1f} / {100 * accuracy[t][0]:.1f}"
+                for t in tasks) + " |")
+        lines.append("")
+    if _plot(os.path.join(workdir, "curve.png"), methods, sizes, results):
+        lines += ["![recall against training rows](curve.png)", ""]
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+        f.write("\n".join(lines))
+    with open(os.path.join(workdir, "report.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["metric", "rows", "method", "task", "mean", "std", "seeds"])
+        writer.writerows(rows)
+
+
+def _cell(pair, seeds):
+    mean, std = pair
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
+
+def _plot(path, methods, sizes, results):
+    """Recall at 90% precision against training rows, ±1 s.d.; False if
+    there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6.4, 4.2))
+    plotted = False
+    for method in methods:
+        points = [(size, results[size]["main"]["recall_at_90_precision"][method])
+                  for size in sizes
+                  if method in results[size]["main"].get("recall_at_90_precision", {})]
+        if not points:
+            continue
+        x = [size for size, _ in points]
+        mean = [100 * s["average"][0] for _, s in points]
+        std = [100 * s["average"][1] for _, s in points]
+        line, = axes.plot(x, mean, marker="o", label=METHOD_LABELS[method])
+        axes.fill_between(x, [m - s for m, s in zip(mean, std)],
+                          [m + s for m, s in zip(mean, std)],
+                          color=line.get_color(), alpha=0.15)
+        plotted = True
+    if not plotted:
+        pyplot.close(figure)
+        return False
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    axes.set_xlabel("training rows")
+    axes.set_ylabel("test recall at 90% precision (%), task average")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
