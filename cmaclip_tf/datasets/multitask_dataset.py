@@ -107,7 +107,9 @@ class MultiTaskDataset:
     def unknown_labels(self, split):
         """`{(task, class name): rows}` of `split` labelled with a class
         training never saw (bad records, left out)."""
-        return dict(getattr(self._source(split), "unknown_labels", {}))
+        source = self._source(split)
+        len(source)  # Checks the split's records, once.
+        return dict(getattr(source, "unknown_labels", {}))
 
     def _source(self, name):
         if name not in self.sources:
