@@ -325,3 +325,20 @@ def test_the_command_hides_tensorflows_log_lines(exported, tmp_path):
     assert result.stderr.splitlines() == [
         "error: no row was predicted: all 5 rows failed (missing_image 5); "
         f"see the error column of {output}."]
+
+
+def test_the_client_exits_1_when_no_row_was_classified(tmp_path, capsys):
+    # Every image missing: no request is sent, every row has its error.
+    output = tmp_path / "predictions.csv"
+    assert client.main(["--server", "localhost:1", "--model-name", "cmaclip",
+                        "--manifest", str(_wrong_folder_manifest(tmp_path)),
+                        "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no row was classified: all 5 rows failed "
+                          "(the first: [Errno 2] No such file or directory")
+    assert len(err.splitlines()) == 1 and len(read_csv(output)) == 5
+    empty = tmp_path / "empty.csv"
+    write_csv(empty, ["image", "text"], [])
+    assert client.main(["--server", "localhost:1", "--model-name", "cmaclip",
+                        "--manifest", str(empty)]) == 1
+    assert "has no rows to classify" in capsys.readouterr().err
