@@ -2,6 +2,8 @@
 
     python trainers/experiments.py --suite ablation --dataset synthetic \
         --seeds 3 --workdir runs/ablation [--num-examples N] [--epochs E]
+    python trainers/experiments.py --suite ablation --dataset manifest \
+        --manifest train.csv [--val-manifest val.csv] --test-manifest test.csv
 
 Trains and evaluates every method of the ablation suite with `trainers/run.py`
 (same trainer, same splits), one seed per run, into `WORKDIR/<method>/seed_<s>/`:
@@ -26,7 +28,8 @@ finished runs are skipped, so re-running the command resumes. After each run,
 `trainers/noise_robustness.py`'s four test conditions are evaluated. Then
 `WORKDIR/report.md` and `WORKDIR/report.csv` hold, per method, the test
 recall at 90% precision (as Tables 2 and 6) and accuracy (as Tables 3 and 4)
-per task and on average, as mean ± standard deviation over seeds, and the
+per task and on average, as mean ± standard deviation over seeds (one seed:
+the value alone, and no claim that a difference is beyond noise), and the
 noise-robustness table with mean λ per task and condition.
 `--report-only` rewrites the report from the runs on disk.
 """
