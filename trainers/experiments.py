@@ -226,7 +226,7 @@ def effective_settings(args):
         examples = "/".join(str(n) for n in DEFAULT_NUM_EXAMPLES.values())
     return {
         "dataset": args.dataset,
-        "data": data_source(args),
+        "data": data_source(run_data_flags(args)),
         "model": args.model,
         "seeds": ", ".join(str(s) for s in range(args.seeds)),
         "examples (train/validation/test)": examples or "all",
@@ -238,8 +238,19 @@ def effective_settings(args):
     }
 
 
+def run_data_flags(args):
+    """The data flags trainers/run.py gets, the suite's and --run-args'."""
+    from trainers.run import build_parser as run_parser
+
+    return run_parser().parse_args(shared_run_argv(args, 0, args.workdir))
+
+
 def data_source(args):
-    """The suite's data as the user named it: generated, files or a folder."""
+    """The suite's data as the user named it: generated, files or a folder.
+
+    Args:
+        args: trainers/run.py's flags (`run_data_flags`).
+    """
     if args.dataset == "synthetic":
         return "generated (synthetic products)"
     files = [f"{flag.replace('_', ' ')} {getattr(args, flag)}"
@@ -256,8 +267,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     command_line.quiet_tensorflow(args.debug)
     command_line.check_dataset_name(parser, args.dataset)
-    if args.dataset == "manifest" and not args.report_only and not (
-            args.manifest and args.test_manifest):
+    data = run_data_flags(args)
+    if data.dataset == "manifest" and not args.report_only and not (
+            data.manifest and data.test_manifest):
         parser.error("--dataset manifest needs --manifest and --test-manifest "
                      "(the report is on the test split); --val-manifest is "
                      "optional, as for trainers/run.py.")
