@@ -21,10 +21,17 @@ import csv
 import os
 import sys
 
-import grpc
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+if __name__ == "__main__":
+    # As a command: no TensorFlow start-up or per-row log lines (--debug).
+    from cmaclip_tf.tensorflow_logs import debug_requested
+    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+
+    quiet_tensorflow(debug_requested())
+
+import grpc  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import predict_pb2  # noqa: E402
+from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
 LABEL_SUFFIX = "_label"
 SCORE_SUFFIX = "_score"
@@ -239,6 +246,9 @@ def parse_args(argv):
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="Seconds per request."
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="TensorFlow's own log lines."
+    )
     args = parser.parse_args(argv)
     if bool(args.manifest) == bool(args.image):
         parser.error("Pass either --image FILE --text TEXT or --manifest FILE.")
@@ -258,12 +268,21 @@ def main(argv=None):
             print_result(result)
             return 0
         rows = read_manifest(args.manifest)
-        results = classify_manifest(client, rows, args.batch_size)
+        if not rows:
+            sys.stderr.write(f"error: {args.manifest} has no rows to classify.\n")
+            return 1
+        results = list(classify_manifest(client, rows, args.batch_size))
         if args.output:
             with open(args.output, "w", newline="", encoding="utf-8") as f:
                 write_csv(results, f)
         else:
             write_csv(results, sys.stdout)
+        errors = [error for _, _, _, error in results if error]
+        if len(errors) == len(results):
+            sys.stderr.write(
+                f"error: no row was classified: all {len(results)} rows "
+                f"failed (the first: {errors[0]}).\n")
+            return 1
         return 0
     except grpc.RpcError as error:
         sys.stderr.write(f"{error.code().name}: {error.details()}\n")

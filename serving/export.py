@@ -14,7 +14,14 @@ import argparse
 import os
 import sys
 
-from cmaclip_tf.serving_limits import ServingLimits
+if __name__ == "__main__":
+    # As a command: no TensorFlow start-up or per-row log lines (--debug).
+    from cmaclip_tf.tensorflow_logs import debug_requested
+    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+
+    quiet_tensorflow(debug_requested())
+
+from cmaclip_tf.serving_limits import ServingLimits  # noqa: E402
 
 
 def parse_args(argv):
@@ -49,6 +56,9 @@ def parse_args(argv):
         help="What the export computes in: float32 (default, also for a model "
         "trained in mixed precision: CPUs have no fast bfloat16), a mixed "
         "policy for a GPU or TPU server, or trained: as the run trained.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="TensorFlow's own log lines."
     )
     return parser.parse_args(argv)
 

@@ -28,7 +28,8 @@ again in Python for its message and never reaches the model. Output is
 flushed after every batch; after an interruption, `--resume` continues where
 the output file ends (a half-written last row is rewritten), so every row is
 written exactly once. A progress bar (rate, ETA) goes to stderr and a
-summary (rows, errors, accepted share per task) to stdout.
+summary (rows, errors, accepted share per task) to stdout. The exit status
+is 1 when no row was predicted (every row failed, or there were none).
 """
 
 import argparse
@@ -38,6 +39,12 @@ import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if __name__ == "__main__":
+    # As a command: no TensorFlow start-up or per-row log lines (--debug).
+    from cmaclip_tf.tensorflow_logs import debug_requested
+    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+
+    quiet_tensorflow(debug_requested())
 
 from tqdm import tqdm  # noqa: E402
 
@@ -69,6 +76,16 @@ class Summary:
         for task in self.tasks:
             if record.get(f"{task}_accepted") in (True, "True"):
                 self.accepted[task] += 1
+
+    def failure(self):
+        """Why the output holds no prediction at all, or `None`."""
+        errors = sum(self.errors.values())
+        if self.rows and errors < self.rows:
+            return None
+        if not self.rows:
+            return "no rows"
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.errors.items()))
+        return f"no row was predicted: all {self.rows} rows failed ({reasons})"
 
     def lines(self):
         errors = sum(self.errors.values())
@@ -196,6 +213,9 @@ def parse_args(argv):
     parser.add_argument(
         "--no-progress", action="store_true", help="No progress bar on stderr."
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="TensorFlow's own log lines."
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1.")
@@ -278,6 +298,12 @@ def main(argv=None):
     )
     for line in summary.lines():
         print(line)
+    failure = summary.failure()
+    if failure:
+        sys.stderr.write(f"error: {failure}; see the error column of "
+                         f"{args.output}.\n" if summary.rows else
+                         f"error: {args.manifest} has no rows to predict.\n")
+        return 1
     return 0
 
 

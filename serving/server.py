@@ -9,7 +9,8 @@ TensorFlow Serving").
 
 Like `tensorflow_model_server`, it loads the SavedModel with TensorFlow and
 TensorFlow Text only (of this project it reads nothing but the limits'
-definition, `cmaclip_tf.serving_limits`). The pieces:
+definition, `cmaclip_tf.serving_limits`, and, as a command, the quieting of
+TensorFlow's log lines, `cmaclip_tf.tensorflow_logs`). The pieces:
 
 - `serving.model_versions`: serves the highest integer version under
   `MODEL_BASE_PATH/MODEL_NAME/`, polls for newer ones and swaps them in
@@ -37,14 +38,21 @@ import signal
 import sys
 import threading
 
-import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+if __name__ == "__main__":
+    # As a command: no TensorFlow start-up or per-row log lines (--debug).
+    from cmaclip_tf.tensorflow_logs import debug_requested
+    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
 
-from cmaclip_tf.serving_limits import ServingLimits
-from serving.model_service import ModelService
-from serving.model_versions import ModelVersions
-from serving.prediction_service import PredictionService
+    quiet_tensorflow(debug_requested())
+
+import grpc  # noqa: E402
+from tensorflow_serving.apis import model_service_pb2_grpc  # noqa: E402
+from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+
+from cmaclip_tf.serving_limits import ServingLimits  # noqa: E402
+from serving.model_service import ModelService  # noqa: E402
+from serving.model_versions import ModelVersions  # noqa: E402
+from serving.prediction_service import PredictionService  # noqa: E402
 
 logger = logging.getLogger("serving.server")
 
@@ -126,6 +134,9 @@ def parse_args(argv):
         default = getattr(defaults, field)
         limits.add_argument(flag, type=int, default=default, dest=field,
                             help=f"Default {default}.")
+    parser.add_argument(
+        "--debug", action="store_true", help="TensorFlow's own log lines."
+    )
     return parser.parse_args(argv)
 
 

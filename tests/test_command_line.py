@@ -109,3 +109,30 @@ def test_generator_dials_on_other_datasets_are_refused(tmp_path, capsys):
     assert "apply to --dataset synthetic only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_cli.main(["--label-noise", "1.5"])
+
+
+def test_empty_inputs_name_the_file_and_leave_no_workdir(tmp_path, capsys):
+    catalogue = write_catalogue(str(tmp_path / "data"))
+    header_only = tmp_path / "data" / "header_only.csv"
+    header_only.write_text("image,text,color,shape\n")
+    # Every image in another folder than the manifest says.
+    moved = tmp_path / "data" / "moved.csv"
+    with open(catalogue["train"]) as f:
+        moved.write_text(f.read().replace("images/", "pictures/"))
+    workdir = tmp_path / "run"
+    cases = [
+        (["--manifest", str(header_only)],
+         f"error: Manifest {header_only} has no data rows (a header only?)"),
+        (["--manifest", catalogue["train"], "--val-manifest", str(header_only)],
+         f"error: Manifest {header_only} has no data rows"),
+        (["--manifest", str(moved), "--val-manifest", catalogue["val"]],
+         f"error: No usable train example in {moved}: all 37 rows are bad "
+         f"records (missing_image 37; the first: {moved}:2: missing image: "),
+    ]
+    for flags, message in cases:
+        assert run_cli.main(["--dataset", "manifest", *flags,
+                             "--workdir", str(workdir)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message), err
+        assert len(err.splitlines()) == 2 and "Traceback" not in err
+        assert not workdir.exists()

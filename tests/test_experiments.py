@@ -179,3 +179,53 @@ def test_every_method_runs_the_shared_flags():
     assert METHOD_RUNS["finetuned_clip"] == [["--variant", "finetuned_clip"]]
     for method in ("full", "no_ma", "no_ma_sa"):
         assert METHOD_RUNS[method] == [["--variant", method, "--stage", "all"]]
+
+
+def test_one_seed_shows_no_spread_and_claims_no_significance(tmp_path):
+    for method, seeds in RESULTS.items():
+        write_run(str(tmp_path), method, 0, seeds[0])
+    settings = {"dataset": "manifest",
+                "data": "manifest: manifest train.csv, test manifest test.csv"}
+    write_report(str(tmp_path), ["no_ma", "full"], "cmd", settings)
+    report = (tmp_path / "report.md").read_text()
+    # Seed 0: no_ma color 50.0, pattern 10.0, average 30.0.
+    assert "| CMA-CLIP w/o MA | 50.0 | 10.0 | 30.0 | 1 |" in report
+    assert "± 0.0" not in report and "standard error" not in report
+    assert ("CMA-CLIP beats CMA-CLIP w/o MA on average recall at 90% "
+            "precision: 40.0 vs 30.0 (+10.0 points; one seed, so no spread to "
+            "tell a difference from noise: run more --seeds).") in report
+    assert "one run's result (one seed: no spread)" in report
+    # The data as it is: the user's manifests, not generated data.
+    assert "generated data" not in report
+    assert "the data is the same manifest: manifest train.csv, test manifest " \
+        "test.csv in every run" in report
+
+
+def test_a_report_with_no_finished_run_is_an_error(tmp_path, capsys):
+    assert main(["--report-only", "--workdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: No finished run under {tmp_path} to report on")
+
+
+def test_manifest_suites_take_run_pys_data_flags(tmp_path, capsys):
+    from trainers.experiments import effective_settings
+    from trainers.run import build_parser as run_parser
+
+    flags = ["--dataset", "manifest", "--manifest", "train.csv",
+             "--val-manifest", "val.csv", "--test-manifest", "test.csv",
+             "--tasks", "color", "--on-bad-record", "error"]
+    args = build_parser().parse_args([*flags, "--workdir", "W", "--seeds", "1"])
+    run = run_parser().parse_args(shared_run_argv(args, 0, "W/full/seed_0"))
+    assert (run.dataset, run.manifest, run.val_manifest, run.test_manifest,
+            run.tasks, run.on_bad_record) == (
+        "manifest", "train.csv", "val.csv", "test.csv", "color", "error")
+    settings = effective_settings(args)
+    assert settings["data"] == ("manifest: manifest train.csv, val manifest "
+                                "val.csv, test manifest test.csv")
+    # The report is on the test split: a suite without one is refused.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset", "manifest", "--manifest", "train.csv",
+              "--workdir", str(tmp_path / "suite")])
+    assert exit_info.value.code == 2
+    assert "--test-manifest" in capsys.readouterr().err
+    assert not (tmp_path / "suite").exists()

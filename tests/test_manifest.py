@@ -216,3 +216,68 @@ def test_image_text_pairs_without_task_columns_need_tasks_none_asked(tmp_path):
     carved = load_dataset("manifest", manifest=str(manifest), tasks=(),
                           val_fraction=0.5)
     assert carved.num_examples["train"] + carved.num_examples["validation"] == 2
+
+
+def _catalogue_with_columns(tmp_path):
+    """A catalogue whose train manifest adds `sku` (an id) and `size` (the
+    validation manifest has no such column), and one red row typed `gren`."""
+    from fixtures_data import write_catalogue
+
+    catalogue = write_catalogue(str(tmp_path))
+    with open(catalogue["train"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        row.update(sku=f"SKU-{1000 + i}", size="SML"[i % 3])
+    rows[7]["color"] = "gren"
+    train = tmp_path / "train_more.csv"
+    with open(train, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["image", "text", "color", "shape", "sku",
+                                    "size"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(train), catalogue["val"]
+
+
+def test_ids_and_columns_without_validation_labels_are_no_tasks(tmp_path):
+    train, val = _catalogue_with_columns(tmp_path)
+    dataset = load_dataset("manifest", manifest=train, val_manifest=val)
+    assert dataset.task_names == ["color", "shape"]
+    (note,) = dataset.notes
+    assert note == (
+        "Columns not trained as tasks: sku (an id? 37 distinct values in 37 "
+        f"rows); size (no label in the validation manifest {val}). To train "
+        "them anyway, name the tasks: --tasks color,shape,sku,size.")
+    # Named, a column is a task; the validation manifest must then have it.
+    named = load_dataset("manifest", manifest=train, tasks=["color", "sku"])
+    assert named.task_names == ["color", "sku"] and not named.notes
+    with pytest.raises(ValueError, match="no column for task.*--tasks"):
+        load_dataset("manifest", manifest=train, val_manifest=val,
+                     tasks=["color", "size"])
+    # Carved out of train, validation has every column: only the id goes.
+    carved = load_dataset("manifest", manifest=train)
+    assert carved.task_names == ["color", "shape", "size"]
+
+
+def test_class_counts_and_classes_training_never_saw(tmp_path):
+    train, val = _catalogue_with_columns(tmp_path)
+    dataset = load_dataset("manifest", manifest=train, val_manifest=val)
+    assert dataset.tasks["color"].names == ["blue", "green", "gren", "red"]
+    # 12 rows a color; of red's, a missing and a corrupt image and the typo.
+    assert dataset.class_counts("train") == {"color": [12, 12, 1, 10],
+                                             "shape": [18, 17]}
+    assert dataset.unknown_labels("validation") == {("color", "teal"): 1}
+    assert dataset.unknown_labels("train") == {}
+
+
+def test_empty_manifests_are_one_clear_error(tmp_path):
+    header_only = tmp_path / "train.csv"
+    header_only.write_text("image,text,color\n")
+    with pytest.raises(ValueError, match=r"train\.csv has no data rows"):
+        load_dataset("manifest", manifest=str(header_only))
+    unlabelled = tmp_path / "unlabelled.csv"
+    (tmp_path / "a.png").write_bytes(encoded_image(image_format="PNG"))
+    unlabelled.write_text("image,text,color\na.png,red dress,\na.png,shirt,\n")
+    with pytest.raises(ValueError, match=r"no label in the training manifest"):
+        load_dataset("manifest", manifest=str(unlabelled))
+    with pytest.raises(ValueError, match=r"has a label for task\(s\) \['color'\]"):
+        load_dataset("manifest", manifest=str(unlabelled), tasks=["color"])

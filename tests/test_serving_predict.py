@@ -276,3 +276,69 @@ def _ids(path):
     predict.read_written_rows(str(path), columns, columns[3:],
                               lambda record: ids.append(record["id"]))
     return ids
+
+
+
+def _wrong_folder_manifest(tmp_path):
+    """A user's manifest with the wrong image folder: every path is missing."""
+    manifest = tmp_path / "items.csv"
+    write_csv(manifest, ["sku", "image", "text"],
+              [[i, f"wrong_folder/{i}.jpg", f"item {i}"] for i in range(5)])
+    return manifest
+
+
+def test_a_run_whose_every_row_fails_exits_1_in_one_line(
+    exported, tmp_path, capsys
+):
+    output = tmp_path / "predictions.csv"
+    assert run("--model", exported.version_dir, "--manifest",
+               _wrong_folder_manifest(tmp_path), "--output", output) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "error: no row was predicted: all 5 rows failed (missing_image 5); "
+        f"see the error column of {output}."]
+    assert "rows: 5  predicted: 0  errors: 5" in captured.out
+    assert [row["error"].split(":")[0] for row in read_csv(output)] == [
+        "missing_image"] * 5
+
+    header_only = tmp_path / "empty.csv"
+    write_csv(header_only, ["image", "text"], [])
+    assert run("--model", exported.version_dir, "--manifest", header_only,
+               "--output", tmp_path / "empty_out.csv") == 1
+    assert "has no rows to predict" in capsys.readouterr().err
+
+
+@pytest.mark.large  # A second process starting TensorFlow: about 30-60 s.
+def test_the_command_hides_tensorflows_log_lines(exported, tmp_path):
+    # No log level preset, as a user's shell: TensorFlow would print its
+    # start-up lines (cuInit on a CPU machine) and one NOT_FOUND per row.
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    output = tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.predict", "--model", exported.version_dir,
+         "--manifest", str(_wrong_folder_manifest(tmp_path)),
+         "--output", str(output), "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: no row was predicted: all 5 rows failed (missing_image 5); "
+        f"see the error column of {output}."]
+
+
+def test_the_client_exits_1_when_no_row_was_classified(tmp_path, capsys):
+    # Every image missing: no request is sent, every row has its error.
+    output = tmp_path / "predictions.csv"
+    assert client.main(["--server", "localhost:1", "--model-name", "cmaclip",
+                        "--manifest", str(_wrong_folder_manifest(tmp_path)),
+                        "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no row was classified: all 5 rows failed "
+                          "(the first: [Errno 2] No such file or directory")
+    assert len(err.splitlines()) == 1 and len(read_csv(output)) == 5
+    empty = tmp_path / "empty.csv"
+    write_csv(empty, ["image", "text"], [])
+    assert client.main(["--server", "localhost:1", "--model-name", "cmaclip",
+                        "--manifest", str(empty)]) == 1
+    assert "has no rows to classify" in capsys.readouterr().err

@@ -5,10 +5,9 @@ Imports no TensorFlow: `quiet_tensorflow` must run before it is imported.
 """
 
 import argparse
-import logging
-import os
 import sys
-import warnings
+
+from cmaclip_tf.tensorflow_logs import quiet_tensorflow  # noqa: F401
 
 
 def positive_int(text):
@@ -192,34 +191,6 @@ def check_dataset_name(parser, name):
             f"argument --dataset: unknown dataset {name!r}; use one of "
             f"{', '.join(registry.available_datasets())} or tfds:<builder>"
         )
-
-
-def quiet_tensorflow(debug=False):
-    """Imports TensorFlow without its start-up and C++ log lines.
-
-    Call before anything imports TensorFlow. With `debug`, nothing is hidden.
-    """
-    if debug:
-        return
-    # C++ logs at run time (CUDA probing on CPU machines, libjpeg warnings):
-    # "cuInit" failures are logged as errors, hence level 3.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    # At import, TensorFlow logs before its log level applies ("Could not
-    # find cuda drivers"): silence the process's stderr just for the import.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
 def run_reporting_errors(run, debug=False):

@@ -151,10 +151,13 @@ def mention_split(per_seed, tasks):
 # --- The report. ---
 
 
-def _cell(pair, scale=100.0, digits=1):
+def _cell(pair, scale=100.0, digits=1, seeds=2):
+    """`mean ± std`; of one seed, the value alone (there is no spread)."""
     mean, std = pair
     if np.isnan(mean):
         return "–"
+    if seeds < 2:
+        return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
@@ -173,6 +176,12 @@ def comparison(summary, method, other):
     difference = (a[0] - b[0]) * 100
     verdict = ("beats" if difference > 0 else "ties with" if difference == 0
                else "does not beat")
+    seeds = min(summary[method]["seeds"], summary[other]["seeds"])
+    if seeds < 2:
+        return (f"{METHOD_LABELS[method]} {verdict} {METHOD_LABELS[other]} on "
+                f"average recall at 90% precision: {a[0] * 100:.1f} vs "
+                f"{b[0] * 100:.1f} ({difference:+.1f} points; one seed, so no "
+                "spread to tell a difference from noise: run more --seeds).")
     # Noise level of a difference of two means over n seeds each.
     noise = 100 * float(np.sqrt(a[1] ** 2 / max(summary[method]["seeds"], 1)
                                 + b[1] ** 2 / max(summary[other]["seeds"], 1)))
@@ -196,9 +205,31 @@ def per_seed_wins(runs, method, other, tasks):
     return wins, len(shared)
 
 
+def data_source_sentence(settings, runs):
+    """What a cell is, and what the seed changes, for the report's data."""
+    dataset = (settings or {}).get("dataset", "synthetic")
+    if dataset == "synthetic":
+        follows = ("generated data, initialization and shuffle all follow "
+                   "the seed")
+    else:
+        follows = (f"the data is the same {(settings or {}).get('data', dataset)}"
+                   " in every run; initialization, shuffle and any validation "
+                   "split carved out of train follow the seed")
+    seeds = max((len(by_seed) for by_seed in runs.values()), default=0)
+    cell = ("the mean ± sample standard deviation over seeds" if seeds > 1
+            else "one run's result (one seed: no spread)")
+    return (f"Test split; each cell is {cell} (one run per seed: {follows}), "
+            "in percent. The final model of a run is the best-on-validation "
+            "checkpoint of its last stage.")
+
+
 def write_report(workdir, methods, command, settings=None):
     """Writes `report.md` and `report.csv` into `workdir`; returns the numbers."""
     runs = collect_runs(workdir, methods)
+    if not runs:
+        raise ValueError(
+            f"No finished run under {workdir} to report on (of methods "
+            f"{', '.join(methods)}).")
     result = aggregate(runs, methods)
     tasks = result["tasks"]
     header = ["Method"] + [t.capitalize() for t in tasks] + ["Avg.", "Seeds"]
@@ -225,13 +256,7 @@ def write_report(workdir, methods, command, settings=None):
         calls = "; then ".join(" ".join(extra) for extra in METHOD_RUNS[method])
         lines.append(f"- {METHOD_LABELS[method]} (`{method}`): `{calls}`")
     lines.append("")
-    lines += [
-        "Test split; each cell is the mean ± sample standard deviation over "
-        "seeds (one run per seed: generated data, initialization and shuffle "
-        "all follow the seed), in percent. The final model of a run is the "
-        "best-on-validation checkpoint of its last stage.",
-        "",
-    ]
+    lines += [data_source_sentence(settings, runs), ""]
     titles = {
         "recall_at_90_precision": "Recall (%) at 90% precision (as the paper's "
                                   "Tables 2 and 6)",
@@ -244,7 +269,8 @@ def write_report(workdir, methods, command, settings=None):
             if summary is None:
                 continue
             rows.append([METHOD_LABELS[method]]
-                        + [_cell(summary[t]) for t in tasks + ["average"]]
+                        + [_cell(summary[t], seeds=summary["seeds"])
+                           for t in tasks + ["average"]]
                         + [str(summary["seeds"])])
         lines += [f"## {title}", "", _markdown_table(header, rows), ""]
 
@@ -280,7 +306,8 @@ def write_report(workdir, methods, command, settings=None):
                 for condition, metrics in conditions.items():
                     rows.append([METHOD_LABELS[method],
                                  CONDITION_LABELS.get(condition, condition)]
-                                + [_cell(metrics[metric][t])
+                                + [_cell(metrics[metric][t],
+                                         seeds=metrics[metric]["seeds"])
                                    for t in tasks + ["average"]])
             lines += [f"### {title}", "", _markdown_table(noise_header, rows), ""]
         rows = []
@@ -290,7 +317,8 @@ def write_report(workdir, methods, command, settings=None):
             for condition, metrics in conditions.items():
                 rows.append([METHOD_LABELS[method],
                              CONDITION_LABELS.get(condition, condition)]
-                            + [_cell(metrics["image_weight_mean"][t], 1.0, 3)
+                            + [_cell(metrics["image_weight_mean"][t], 1.0, 3,
+                                     metrics["image_weight_mean"]["seeds"])
                                for t in tasks + ["average"]])
         lines += [
             "### Mean λ (weight of the image embedding, eq. 6)",
@@ -308,9 +336,10 @@ def write_report(workdir, methods, command, settings=None):
             if method not in LEARNED_IMAGE_WEIGHT:
                 continue
             for task, values in split.items():
+                seeds = len(runs.get(method, {}))
                 rows.append([METHOD_LABELS[method], task]
                             + [_cell(values[k], 100.0 if "weight" not in k else 1.0,
-                                     1 if "weight" not in k else 3)
+                                     1 if "weight" not in k else 3, seeds)
                                if k in values else "–" for k in MENTION_KEYS])
         if rows:
             lines += [

@@ -2,6 +2,8 @@
 
     python trainers/experiments.py --suite ablation --dataset synthetic \
         --seeds 3 --workdir runs/ablation [--num-examples N] [--epochs E]
+    python trainers/experiments.py --suite ablation --dataset manifest \
+        --manifest train.csv [--val-manifest val.csv] --test-manifest test.csv
 
 Trains and evaluates every method of the ablation suite with `trainers/run.py`
 (same trainer, same splits), one seed per run, into `WORKDIR/<method>/seed_<s>/`:
@@ -26,7 +28,8 @@ finished runs are skipped, so re-running the command resumes. After each run,
 `trainers/noise_robustness.py`'s four test conditions are evaluated. Then
 `WORKDIR/report.md` and `WORKDIR/report.csv` hold, per method, the test
 recall at 90% precision (as Tables 2 and 6) and accuracy (as Tables 3 and 4)
-per task and on average, as mean ± standard deviation over seeds, and the
+per task and on average, as mean ± standard deviation over seeds (one seed:
+the value alone, and no claim that a difference is beyond noise), and the
 noise-robustness table with mean λ per task and condition.
 `--report-only` rewrites the report from the runs on disk.
 """
@@ -61,13 +64,14 @@ def build_parser():
     parser.add_argument("--suite", default="ablation", choices=sorted(SUITES))
     parser.add_argument("--methods", help="Comma-separated subset of the suite's "
                         f"methods ({', '.join(SUITES['ablation'])}).")
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--data-dir", help="As for trainers/run.py.")
+    command_line.add_data_arguments(
+        parser, "As for trainers/run.py: synthetic (generated), manifest "
+        "(--manifest, --val-manifest and --test-manifest: the report is on "
+        "the test split), food101, fashion_gen, tfds:<builder>.")
     parser.add_argument("--seeds", type=int, default=3,
                         help="Runs per method, seeds 0..N-1.")
     parser.add_argument("--workdir", default="runs/ablation")
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--num-examples", type=int)
     parser.add_argument("--epochs", type=int, help="Epochs for every stage.")
     parser.add_argument("--warmup-epochs", type=int)
     parser.add_argument("--end2end-epochs", type=int)
@@ -93,18 +97,28 @@ def build_parser():
                         help="More trainers/run.py flags for every run, quoted.")
     parser.add_argument("--report-only", action="store_true",
                         help="Rewrite the report from the runs on disk.")
+    parser.add_argument("--debug", action="store_true",
+                        help="TensorFlow's own log lines, and the full "
+                        "traceback of an error.")
     return parser
+
+
+# The data flags a suite passes on to trainers/run.py, where given.
+DATA_FLAGS = ("data_dir", "manifest", "val_manifest", "test_manifest", "tasks",
+              "num_examples", "val_size", "val_fraction")
 
 
 def shared_run_argv(args, seed, workdir):
     """The trainers/run.py flags every method's runs share."""
     argv = ["--dataset", args.dataset, "--model", args.model, "--seed", str(seed),
             "--workdir", workdir, "--quiet"]
-    for flag in ("data_dir", "num_examples", "epochs", "warmup_epochs",
-                 "end2end_epochs", "tuning_epochs", "batch_size", "learning_rate"):
+    for flag in (*DATA_FLAGS, "epochs", "warmup_epochs", "end2end_epochs",
+                 "tuning_epochs", "batch_size", "learning_rate"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.on_bad_record != "skip":
+        argv += ["--on-bad-record", args.on_bad_record]
     if not args.no_cache_features:
         argv.append("--cache-features")
     return argv + shlex.split(args.run_args)
@@ -149,8 +163,10 @@ def run_method(args, method, seed, workdir=None, extra=(), noise=True):
         commands.append(argv + stage_flags)
         status = run_cli.main(argv + stage_flags)
         if status:
-            raise RuntimeError(
-                f"trainers/run.py {' '.join(argv + stage_flags)} failed.")
+            # trainers/run.py said why, in its own line above.
+            raise ValueError(
+                f"trainers/run.py {shlex.join(argv + stage_flags)} failed "
+                f"(exit {status}); the suite stops.")
     trained = time.time() - started
     if noise and not args.skip_noise:
         keras.backend.clear_session()
@@ -198,16 +214,19 @@ def effective_settings(args):
     epochs = {stage: recipe["stages"][stage]["epochs"]
               for stage in ("warmup", "end2end", "tuning")}
     examples = args.num_examples
-    if examples is not None:
+    if examples is not None and args.dataset == "synthetic":
         # As `load_dataset`: validation and test are 15% of train each.
         held_out = math.ceil(0.15 * examples)
         examples = f"{examples}/{held_out}/{held_out}"
+    elif examples is not None:
+        examples = f"the first {examples} of each split"
     elif args.dataset == "synthetic":
         from cmaclip_tf.datasets.synthetic_products import DEFAULT_NUM_EXAMPLES
 
         examples = "/".join(str(n) for n in DEFAULT_NUM_EXAMPLES.values())
     return {
         "dataset": args.dataset,
+        "data": data_source(run_data_flags(args)),
         "model": args.model,
         "seeds": ", ".join(str(s) for s in range(args.seeds)),
         "examples (train/validation/test)": examples or "all",
@@ -219,10 +238,46 @@ def effective_settings(args):
     }
 
 
+def run_data_flags(args):
+    """The data flags trainers/run.py gets, the suite's and --run-args'."""
+    from trainers.run import build_parser as run_parser
+
+    return run_parser().parse_args(shared_run_argv(args, 0, args.workdir))
+
+
+def data_source(args):
+    """The suite's data as the user named it: generated, files or a folder.
+
+    Args:
+        args: trainers/run.py's flags (`run_data_flags`).
+    """
+    if args.dataset == "synthetic":
+        return "generated (synthetic products)"
+    files = [f"{flag.replace('_', ' ')} {getattr(args, flag)}"
+             for flag in ("manifest", "val_manifest", "test_manifest")
+             if getattr(args, flag)]
+    if args.data_dir:
+        files.insert(0, f"data dir {args.data_dir}")
+    return f"{args.dataset}: {', '.join(files)}" if files else args.dataset
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    command_line.quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command_line.quiet_tensorflow(args.debug)
+    command_line.check_dataset_name(parser, args.dataset)
+    data = run_data_flags(args)
+    if data.dataset == "manifest" and not args.report_only and not (
+            data.manifest and data.test_manifest):
+        parser.error("--dataset manifest needs --manifest and --test-manifest "
+                     "(the report is on the test split); --val-manifest is "
+                     "optional, as for trainers/run.py.")
+    return command_line.run_reporting_errors(
+        lambda: run_suite(args, argv), args.debug)
+
+
+def run_suite(args, argv):
     methods = methods_of(args)
     os.makedirs(args.workdir, exist_ok=True)
     suite_path = os.path.join(args.workdir, SUITE_FILE)

@@ -18,19 +18,22 @@ from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 
 
-def load_run_data(args, tasks=None):
+def load_run_data(args, tasks=None, reuse_labels=True):
     """Loads `args.dataset` with the run's tasks, seed and bad-record policy.
 
     Args:
         args: the trainer's flags.
         tasks: the tasks to read instead of `args.tasks`; `()` reads no
             labels (image-text pairs, for contrastive training).
+        reuse_labels: read the label vocabularies `args.workdir` holds, if
+            any, instead of building them from train.
     """
     config = get_model_config(args.model)
     if tasks is None and getattr(args, "tasks", None):
         tasks = args.tasks.split(",")
-    # A resumed or later-stage run reuses the label vocabularies it saved.
     labels = os.path.join(args.workdir, "label_vocabularies.json")
+    if not reuse_labels:
+        labels = ""
     dataset = load_dataset(
         args.dataset,
         data_dir=args.data_dir,

@@ -4,8 +4,9 @@
   python trainers/run.py --dataset fashion_gen --data-dir DIR --model vit_b32
 
 Outputs land in --workdir: <stage>/ (best and latest checkpoints),
-tensorboard/, metrics.json, label_vocabularies.json, run.json and inference/
-(what `python -m serving.export` turns into a SavedModel).
+tensorboard/, metrics.json, label_vocabularies.json, run.json, data.json,
+bad_records.csv and inference/ (what `python -m serving.export` turns into a
+SavedModel).
 """
 
 import argparse
@@ -152,7 +153,12 @@ def build_parser():
                           "(end2end); 0, the paper's recipe, adds nothing.")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
-                          help="Where checkpoints, metrics and TensorBoard go.")
+                          help="Where checkpoints, metrics and TensorBoard go. "
+                          "The same command again resumes there; a command "
+                          "on other data (files, tasks, classes) is refused.")
+    training.add_argument("--overwrite", action="store_true",
+                          help="Delete the run in --workdir first and start "
+                          "over.")
 
     system = command_line.add_system_arguments(parser)
     system.add_argument("--mixed-precision", nargs="?", const="bfloat16",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -17,6 +18,7 @@ from trainers.baseline_run import run_zero_shot
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
+from trainers.data_summary import class_summary
 from trainers.evaluation import TARGET_PRECISION
 from trainers.evaluation import evaluate_predictions
 from trainers.evaluation import score_thresholds
@@ -36,8 +38,13 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+from trainers.workdir_state import check_workdir
+from trainers.workdir_state import clear_workdir
+from trainers.workdir_state import data_record
+from trainers.workdir_state import write_data_record
 from trainers.zero_shot_initialization import start_from_zero_shot
 
+BAD_RECORDS_FILE = "bad_records.csv"
 # --mixed-precision to Keras's dtype policy (variables stay float32).
 DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
                   "float16": "mixed_float16"}
@@ -60,13 +67,26 @@ class TrainingRun:
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
         keras.utils.set_random_seed(args.seed)
-        # Data first, every record checked: a missing file, a bad argument or
-        # a bad record under --on-bad-record error leaves no workdir.
-        self.data = load_run_data(args)
+        # Data first, every record checked: a missing file, a bad argument,
+        # empty data or a bad record under --on-bad-record error leaves no
+        # workdir. Label vocabularies come from the data, never the workdir:
+        # a workdir of other data is refused, not silently reused.
+        self.data = load_run_data(args, reuse_labels=False)
         self.split_sizes = self.data.dataset.num_examples
+        self.check_not_empty()
         self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
-        os.makedirs(self.workdir, exist_ok=True)
         self.batch_size = self.fit_batch_size()
+        self.data_record = data_record(args, self.data.dataset)
+        if getattr(args, "overwrite", False):
+            if self.chief:
+                clear_workdir(self.workdir)
+        else:
+            check_workdir(self.workdir, self.data_record, self.data.dataset.tasks)
+        # A run that fails before its first step removes the workdir it made.
+        self.fresh_workdir = (not os.path.isdir(self.workdir)
+                              or not os.listdir(self.workdir))
+        self.trained = False
+        os.makedirs(self.workdir, exist_ok=True)
         self.model_config = None
         self.starts = {}  # What each stage's fresh model started from.
         self.logger = RunLogger(self.workdir, enabled=self.chief)
@@ -108,13 +128,53 @@ class TrainingRun:
     def stage_epochs(self, stage):
         return self.recipe["stages"][stage]["epochs"]
 
+    def check_not_empty(self):
+        """Raises `ValueError` naming the input of a split with no usable
+        example (validation may be empty only by --val-size 0)."""
+        args = self.args
+        train_source = args.manifest or args.data_dir or f"--dataset {args.dataset}"
+        sources = {
+            "train": train_source,
+            "validation": args.val_manifest
+            or f"{train_source} (validation is carved out of train)",
+            "test": getattr(args, "test_manifest", None),
+        }
+        counter = self.data.dataset.bad_records
+        for split, source in sources.items():
+            if self.split_sizes[split] or source is None or (
+                    split == "validation" and args.val_size == 0):
+                continue
+            bad = counter.counts().get(split, {})
+            if bad:
+                first = counter.messages(split)[0]
+                why = (f"all {sum(bad.values())} rows are bad records "
+                       f"({', '.join(f'{r} {n}' for r, n in sorted(bad.items()))};"
+                       f" the first: {first})")
+            else:
+                why = "it has no rows"
+            raise ValueError(f"No usable {split} example in {source}: {why}.")
+
     def run(self):
+        """Runs the stages; a run that fails before its first training step
+        in a workdir it created leaves no workdir."""
+        try:
+            return self._run()
+        except Exception:
+            if self.chief and self.fresh_workdir and not self.trained:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+    def _run(self):
         started = time.time()
         self.log_data_summary()
         if self.chief:
             self.data.save_labels(self.workdir)
             write_json(os.path.join(self.workdir, RUN_FILE), run_record(self.args))
+            write_data_record(self.workdir, self.data_record)
             write_recipe(self.workdir, self.recipe)
+            if self.data.dataset.bad_records.total():
+                self.data.dataset.bad_records.write_csv(
+                    os.path.join(self.workdir, BAD_RECORDS_FILE))
         results = {}
         if self.args.variant == "zero_shot":
             results["zero_shot"] = run_zero_shot(self)
@@ -136,22 +196,26 @@ class TrainingRun:
         return 0
 
     def log_data_summary(self):
-        """The splits' sizes, the records skipped and recovered, and notes."""
+        """Once per run: the splits' sizes, each task's classes, classes
+        rare in train or unseen there, notes, and the records skipped."""
         dataset = self.data.dataset
         sizes = ", ".join(f"{s} {n:,}" for s, n in self.split_sizes.items())
         self.log(f"[data] {dataset.name}: {sizes}; tasks "
                  + ", ".join(f"{t} ({n})" for t, n in self.tasks.items()))
+        for line in class_summary(dataset):
+            self.log(f"[data] {line}")
         for note in dataset.notes:
             self.log(f"[data] {note}")
-        self.log_record_counts("data")
-
-    def log_record_counts(self, stage):
         bad = self.data.bad_record_counts()
         if any(bad.values()):
-            self.log(f"[{stage}] bad records skipped: " + _counts_text(bad))
+            counter = dataset.bad_records
+            self.log("[data] bad records skipped: " + _counts_text(
+                bad, {split: counter.first_locations(split) for split in bad}))
+            self.log("[data] every bad record, with why: "
+                     + os.path.join(self.workdir, BAD_RECORDS_FILE))
         recovered = self.data.recovered_record_counts()
         if any(recovered.values()):
-            self.log(f"[{stage}] records kept by a fallback: "
+            self.log("[data] records kept by a fallback: "
                      + _counts_text(recovered))
 
     def build_model(self):
@@ -283,6 +347,7 @@ class TrainingRun:
 
             def on_step(step, losses, epoch=epoch, first_step=first_step):
                 # Once per execution (--steps-per-execution steps).
+                self.trained = True
                 done = first_step + step + 1
                 progress.update(done, [(f"{t}_loss", v) for t, v in losses.items()])
                 self.logger.learning_rates(stage, epoch * steps + done,
@@ -304,7 +369,6 @@ class TrainingRun:
             global_step = (epoch + 1) * steps
             self.log(f"[{stage}] validation {self.metrics_text(metrics)}; "
                      f"score {score:.4f}")
-            self.log_record_counts(stage)
             if score > float(checkpoints.best_score):
                 checkpoints.save_best(
                     score, {"epoch": epoch + 1, "score": score, "validation": metrics},
@@ -519,9 +583,19 @@ def model_widths(model):
     return widths
 
 
-def _counts_text(counts):
-    """`{split: {reason: n}}` as `train: missing_image 1, corrupt_image 2; ...`."""
+def _counts_text(counts, locations=None):
+    """`{split: {reason: n}}` as `train: missing_image 1, corrupt_image 2; ...`,
+    each reason with its first rows from `locations` (`{split: {reason:
+    [location]}}`): `missing_image 2 (train.csv:7, train.csv:9)`."""
+    locations = locations or {}
+
+    def reason_text(split, reason, n):
+        first = locations.get(split, {}).get(reason)
+        more = ", ..." if first and n > len(first) else ""
+        return f"{reason} {n}" + (f" ({', '.join(first)}{more})" if first else "")
+
     return "; ".join(
-        f"{split}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(c.items()))
+        f"{split}: " + ", ".join(reason_text(split, reason, n)
+                                 for reason, n in sorted(c.items()))
         for split, c in sorted(counts.items()) if c
     )

@@ -65,6 +65,7 @@ class BadRecordCounter:
             dict
         )  # split -> {location: reason}
         self._messages = collections.defaultdict(list)
+        self._details = collections.defaultdict(dict)  # split -> {location: detail}
         self._recovered = collections.defaultdict(dict)
 
     def report(self, split, reason, location, detail=""):
@@ -89,6 +90,7 @@ class BadRecordCounter:
             if location in self._seen[split]:
                 return
             self._seen[split][location] = reason
+            self._details[split][location] = detail
             if len(self._messages[split]) < self.max_messages:
                 self._messages[split].append(message)
 
@@ -123,6 +125,31 @@ class BadRecordCounter:
         """`[(location, reason)]` of every bad record found in `split`."""
         with self._lock:
             return list(self._seen.get(split, {}).items())
+
+    def first_locations(self, split, limit=3):
+        """`{reason: [location]}`: the first `limit` bad records of each
+        reason in `split`, in the order they were found (file order)."""
+        first = collections.defaultdict(list)
+        for location, reason in self.records(split):
+            if len(first[reason]) < limit:
+                first[reason].append(location)
+        return dict(first)
+
+    def write_csv(self, path):
+        """Writes every bad record (split, location, reason, detail) to a
+        CSV file at `path`; returns how many."""
+        import csv
+
+        with self._lock:
+            rows = [(split, location, reason, self._details[split][location])
+                    for split, records in self._seen.items()
+                    for location, reason in records.items()]
+        with open(path, "w", newline="", encoding="utf-8",
+                  errors="backslashreplace") as f:
+            writer = csv.writer(f)
+            writer.writerow(["split", "location", "reason", "detail"])
+            writer.writerows(rows)
+        return len(rows)
 
     def messages(self, split):
         """The first `max_messages` messages of `split`."""

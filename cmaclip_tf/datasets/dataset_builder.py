@@ -59,9 +59,14 @@ class DatasetBuilder:
                     f"The given label vocabularies lack task(s) {missing}."
                 )
             return LabelVocabularies({t: given[t] for t in tasks})
-        return LabelVocabularies(
-            {t: LabelVocabulary.from_labels(labels_of(t)) for t in tasks}
-        )
+        built = {t: LabelVocabulary.from_labels(labels_of(t)) for t in tasks}
+        unlabelled = [t for t, vocabulary in built.items() if not len(vocabulary)]
+        if unlabelled:
+            raise ValueError(
+                f"No training record of {self.name} has a label for task(s) "
+                f"{unlabelled}; leave them out of --tasks."
+            )
+        return LabelVocabularies(built)
 
     def check_same_vocabularies(self, built):
         """Raises if the given vocabularies differ from the dataset's own."""

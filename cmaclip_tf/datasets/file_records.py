@@ -7,6 +7,7 @@ or corrupt image are bad records) and then reads the good ones as raw
 examples, in any order.
 """
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -77,6 +78,8 @@ class FileRecordSource:
         self.validator = validator or ImageValidator()
         self.num_workers = num_workers
         self._good = None  # Columns of the good records, once checked.
+        # (task, class name) -> rows whose label is outside the vocabulary.
+        self.unknown_labels = collections.Counter()
 
     def __len__(self):
         return len(self.good_records()["id"])
@@ -88,6 +91,10 @@ class FileRecordSource:
                 good = list(self._examples())
             self._good = examples_to_columns(good, list(self.tasks))
         return self._good
+
+    def labels(self):
+        """`{task: int array}`: the good records' class ids (-1: no label)."""
+        return self.good_records()["labels"]
 
     def dataset(self, order=None, num_parallel_reads=tf.data.AUTOTUNE):
         """The good records as raw examples, in `order` (default: file order)."""
@@ -118,7 +125,9 @@ class FileRecordSource:
             num_workers=self.num_workers,
         ):
             if result[0] == "bad":
-                _, reason, location, detail = result
+                _, reason, location, detail = result[:4]
+                if reason == bad_records.UNKNOWN_LABEL:
+                    self.unknown_labels[result[4]] += 1
                 self.counter.report(self.split, reason, location, detail)
                 continue
             yield result[1]
@@ -147,6 +156,7 @@ class FileRecordSource:
                     record.location,
                     f"{task} label {name!r} is not in the training vocabulary "
                     f"({len(vocabulary)} classes)",
+                    (task, name),
                 )
         problem = self.validator.check_file(record.image_path)
         if problem is not None:

@@ -18,6 +18,8 @@ import os
 from cmaclip_tf.datasets import bad_records
 from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
 from cmaclip_tf.datasets.file_records import FileRecord
+from cmaclip_tf.datasets.task_columns import left_out_columns
+from cmaclip_tf.datasets.task_columns import left_out_note
 
 # A train manifest without a validation manifest keeps this share for it.
 DEFAULT_VAL_FRACTION = 0.1
@@ -71,7 +73,8 @@ def read_manifest(path, tasks=None):
     if unknown:
         raise ValueError(
             f"Manifest {path} has no column for task(s) {unknown}; its task "
-            f"columns are {available}."
+            f"columns are {available}. Name only tasks every manifest has "
+            "with --tasks."
         )
     rows = manifest_rows(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -186,12 +189,24 @@ def _jsonl_rows(path):
             yield line, row, None
 
 
+def _read_rows(path, tasks):
+    """`read_manifest`, refusing a manifest without a data row."""
+    records, tasks = read_manifest(path, tasks)
+    if not records:
+        raise ValueError(
+            f"Manifest {path} has no data rows (a header only?); add one row "
+            "per example: image, text and the task labels."
+        )
+    return records, tasks
+
+
 class ManifestDataset(DatasetBuilder):
     """Manifests: `build(manifest, val_manifest=None, test_manifest=None)`.
 
     Without `val_manifest`, validation is a stratified share of the train
     manifest (`SplitSpec`; 10% by default); without `test_manifest`, the
-    test split is empty.
+    test split is empty. Without named tasks, the tasks are the columns
+    that can be ones (`task_columns`); a note names those left out.
     """
 
     name = "manifest"
@@ -199,15 +214,35 @@ class ManifestDataset(DatasetBuilder):
     def build(self, manifest=None, val_manifest=None, test_manifest=None,
               num_workers=4, **_):
         manifest = self.require("a train manifest", manifest, "--manifest")
-        train, tasks = read_manifest(manifest, self.tasks)
-        notes = []
+        tasks = self.tasks
+        if tasks is None and self.label_vocabularies is not None:
+            tasks = list(self.label_vocabularies)  # A trained run's tasks.
+        train, columns = _read_rows(manifest, tasks)
+        validation = None
         if val_manifest:
-            validation, _ = read_manifest(val_manifest, tasks)
+            # Unnamed tasks: a column the validation manifest lacks is no task.
+            present = columns if tasks is not None else [
+                c for c in columns if c in manifest_tasks(val_manifest)]
+            validation, _ = _read_rows(val_manifest, present)
+        notes = []
+        if tasks is None:
+            left_out = left_out_columns(columns, train, validation, val_manifest)
+            tasks = [c for c in columns if c not in left_out]
+            if not tasks:
+                raise ValueError(
+                    f"Manifest {manifest} has no column to train as a task: "
+                    f"{left_out_note(tasks, left_out)}"
+                )
+            if left_out:
+                notes.append(left_out_note(tasks, left_out))
         else:
-            train, validation, notes = self.carve_file_validation(
+            tasks = columns
+        if validation is None:
+            train, validation, carve_notes = self.carve_file_validation(
                 train, tasks, default_fraction=DEFAULT_VAL_FRACTION
             )
-        test = read_manifest(test_manifest, tasks)[0] if test_manifest else []
+            notes += carve_notes
+        test = _read_rows(test_manifest, tasks)[0] if test_manifest else []
         return self.file_dataset(
             {"train": train, "validation": validation, "test": test}, tasks,
             f"Manifest {manifest}", notes, num_workers,

@@ -1,5 +1,7 @@
 """`MultiTaskDataset`: what `load_dataset` returns."""
 
+import numpy as np
+
 from cmaclip_tf.input_pipeline import epoch_permutation
 
 SPLITS = ("train", "validation", "test")
@@ -88,6 +90,26 @@ class MultiTaskDataset:
             return source.epoch_dataset(seed, epoch, skip)
         order = epoch_permutation(len(source), seed, epoch)[int(skip):]
         return source.dataset(order)
+
+    def class_counts(self, split):
+        """`{task: [good records of each class id]}` of `split`, or `None`
+        where its source cannot count without reading every image."""
+        labels = getattr(self._source(split), "labels", lambda: None)()
+        if labels is None:
+            return None
+        counts = {}
+        for task, vocabulary in self.tasks.items():
+            ids = np.asarray(labels[task])
+            counts[task] = np.bincount(ids[ids >= 0],
+                                       minlength=len(vocabulary)).tolist()
+        return counts
+
+    def unknown_labels(self, split):
+        """`{(task, class name): rows}` of `split` labelled with a class
+        training never saw (bad records, left out)."""
+        source = self._source(split)
+        len(source)  # Checks the split's records, once.
+        return dict(getattr(source, "unknown_labels", {}))
 
     def _source(self, name):
         if name not in self.sources:

@@ -69,6 +69,10 @@ class SyntheticSource:
             PIXELS_IMAGE_SPEC,
         )
 
+    def labels(self):
+        """`{task: int array}` of every example, or `None` without the cache."""
+        return self.columns()["labels"] if self.cache else None
+
     def columns(self):
         """Every example drawn once, as arrays (the cache)."""
         if self._columns is None:
