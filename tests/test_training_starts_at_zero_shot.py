@@ -1,6 +1,6 @@
-"""Training starts where zero-shot CLIP stands: before its first step, every
-method's model classifies the held-out split at least as well as zero-shot
-CLIP (within a point), with the shipped pretrained tiny CLIP."""
+"""Training starts where zero-shot CLIP stands: before its first step, the
+model classifies the held-out split at least as well as zero-shot CLIP
+(within a point), with the shipped pretrained tiny CLIP."""
 
 import json
 import os
@@ -19,8 +19,10 @@ def _test_accuracy(workdir, stage):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("variant", ["full", "clip_linear"])
-def test_the_untrained_model_is_as_good_as_zero_shot(tmp_path, variant):
+def test_the_untrained_model_is_as_good_as_zero_shot(tmp_path):
+    # The other variants' starts are pinned against numpy in
+    # test_zero_shot_start.py; one end-to-end run checks the whole path.
+    variant = "full"
     zero_shot = str(tmp_path / "zero_shot")
     run_trainer("run", [*DATA, "--variant", "zero_shot", "--workdir", zero_shot])
     start = str(tmp_path / variant)
