@@ -131,7 +131,7 @@ class CMACLIPClient:
 def read_manifest(path):
     """`(image path, text)` rows of a CSV with `image` and `text` columns."""
     base = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"image", "text"} - set(reader.fieldnames or [])
         if missing:

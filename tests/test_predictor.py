@@ -106,16 +106,17 @@ def test_bad_examples_raise_or_come_back_as_errors(predictor, exported, tmp_path
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(jpeg[: len(jpeg) // 3])
     images = [jpeg, str(tmp_path / "missing.jpg"), str(truncated), b"GIF89a junk",
-              jpeg, np.zeros((4, 4), np.float32), jpeg]
+              jpeg, np.full((4, 4), 7.5, np.float32), jpeg]
     texts = ["red", "red", "red", "red", "x" * 8193, "red", b"caf\xe9"]
-    with pytest.raises(ValueError, match=r"6 of 7 examples.*example 1: missing_image"):
+    with pytest.raises(ValueError, match=r"6 of 7 examples.*example 1: missing_image") as raised:
         predictor.predict(images, texts)
+    assert ".." not in str(raised.value)
     results = predictor.predict(images, texts, on_error="return")
     reasons = [r.get("error", "ok").split(":")[0] for r in results]
     assert reasons == ["ok", "missing_image", "corrupt_image", "corrupt_image",
-                       "text_too_long", "corrupt_image", "undecodable_text"]
+                       "text_too_long", "unsupported_image", "undecodable_text"]
     assert "8193 bytes" in results[4]["error"]
-    assert "uint8" in results[5]["error"]
+    assert "float32 pixels must lie in [0, 1]" in results[5]["error"]
     alone = predictor.predict([jpeg], ["red"])[0]
     assert results[0]["color"]["score"] == pytest.approx(
         alone["color"]["score"], abs=1e-6

@@ -19,9 +19,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
 from cmaclip_tf.serving_limits import ServingLimits
+from cmaclip_tf.image_headers import gif_frame_count
+from cmaclip_tf.image_headers import image_format_and_size
 from serving import client
-from serving.image_headers import gif_frame_count
-from serving.image_headers import image_format_and_size
 from serving.prediction_service import readable_tf_error
 from serving.server_process import ServerProcess
 
