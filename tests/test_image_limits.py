@@ -199,3 +199,20 @@ def test_unusual_files_decode_as_pil_does(files):
         assert got.shape == expected.shape
         tolerance = 1 if name == "cmyk.jpg" else 0  # CMYK's rounding differs.
         assert np.abs(got.astype(int) - expected).max() <= tolerance, name
+
+
+def test_grpc_client_never_sends_an_oversized_image(files):
+    from serving.client import classify_manifest
+
+    class Recording:
+        sent = []
+
+        def classify(self, images, texts):
+            Recording.sent += [len(image) for image in images]
+            return [{"color": {"label": "red"}} for _ in images]
+
+    rows = [(files["small.png"], "a"), (files["huge.png"], "b")]
+    results = list(classify_manifest(Recording(), rows))
+    assert [error.split(":")[0] for *_, error in results] == ["", IMAGE_TOO_LARGE]
+    assert "20000x20000" in results[1][3]
+    assert Recording.sent == [os.path.getsize(files["small.png"])]
