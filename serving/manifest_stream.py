@@ -134,11 +134,11 @@ def checked_images(rows, explain, num_parallel_calls=None,
     Image files are read and decoded in a parallel, order-keeping `tf.data`
     map; the decode is the check the model's own decoder would make (its
     pixels are dropped), and it runs only once the header is within
-    `max_image_pixels` (`oversized_image`, in Python). A row whose read or decode fails is dropped there
-    (`ignore_errors`) and `explain(row)` says why, in Python. Each chunk of
-    rows ends with a marker that cannot fail, so dropped rows resolve by the
-    end of their chunk, and at most a few chunks are in flight even when
-    every image is bad.
+    `max_image_pixels` (`oversized_image`, in Python). A row whose read or
+    decode fails is dropped there (`ignore_errors`) and `explain(row)` says
+    why, in Python. Each chunk of rows ends with a marker that cannot fail,
+    so dropped rows resolve by the end of their chunk, and at most a few
+    chunks are in flight even when every image is bad.
 
     Args:
         rows: iterable of `Row`; rows with a `problem` skip the read.

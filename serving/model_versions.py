@@ -170,7 +170,9 @@ class ModelVersions:
             )
         previous, self._seen = self._seen, seen
         current = self._current
-        floor = current.version if current is not None and current.version in seen else -1
+        floor = -1  # The served version's folder is gone: any version may serve.
+        if current is not None and current.version in seen:
+            floor = current.version
         for version in sorted(seen, reverse=True):
             if version <= floor:
                 break

@@ -8,9 +8,10 @@ python -m serving.predict --model models/cmaclip --manifest items.csv \
 
 `--model` is what `cmaclip_tf.Predictor.load` takes: an export version
 folder, a model folder of versions (the highest that loads is used; skipped
-ones are named in one line) or a training workdir. The manifest is a CSV (with a header) or JSON Lines file with an
-`image` column (a path, relative to the manifest's folder or absolute) and a
-`text` column; every other column (ids, ...) is copied to the output.
+ones are named in one line) or a training workdir. The manifest is a CSV
+(with a header) or JSON Lines file with an `image` column (a path, relative
+to the manifest's folder or absolute) and a `text` column; every other
+column (ids, ...) is copied to the output.
 
 Each input row gives one output row, in input order: the input's columns,
 then per task `{task}_label`, `{task}_score`, `{task}_accepted` and
@@ -18,9 +19,10 @@ then per task `{task}_label`, `{task}_score`, `{task}_accepted` and
 `--probabilities`), then `error`: empty, or why the row has no prediction
 (`missing_image`, `corrupt_image`, `image_too_large`, `undecodable_text`,
 `text_too_long`, `malformed_row`). An image over `--max-image-pixels` (read
-from its header, before decoding) is `image_too_large`. A bad row never stops the run nor costs its batch.
-`--only-accepted` keeps only confident answers: where a task's prediction is
-not accepted, its label, score and λ are left empty.
+from its header, before decoding) is `image_too_large`. A bad row never
+stops the run nor costs its batch. `--only-accepted` keeps only confident
+answers: where a task's prediction is not accepted, its label, score and λ
+are left empty.
 
 Rows stream through `tf.data`: image files are read and decoded with the
 model's own decoder in parallel, in order, a bounded number at a time, so
@@ -31,8 +33,9 @@ the output file ends (a half-written last row is rewritten), so every row is
 written exactly once. `OUTPUT.resume.json` records a running hash of the
 input rows predicted so far (`serving.consumed_rows`): a resume over a
 manifest whose first rows changed (reordered, edited, replaced) is refused
-with exit code 2; rows appended after them are predicted. A progress bar (rate, ETA) goes to stderr and a
-summary (rows, errors, accepted share per task) to stdout.
+with exit code 2; rows appended after them are predicted. A progress bar
+(rate, ETA) goes to stderr and a summary (rows, errors, accepted share per
+task) to stdout.
 """
 
 import argparse

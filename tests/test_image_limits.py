@@ -108,8 +108,8 @@ def test_training_counts_oversized_files_and_goes_on(files, tmp_path):
     names = [*OVERSIZED, *UNUSUAL, "small.png"]
     manifest = tmp_path / "train.csv"
     write_manifest(manifest, [[files[n], f"item {n}", "red"] for n in names])
-    dataset = load_dataset("manifest", manifest=str(manifest), val_manifest=str(manifest),
-                           num_workers=2)
+    dataset = load_dataset("manifest", manifest=str(manifest),
+                           val_manifest=str(manifest), num_workers=2)
     assert dataset.num_examples["train"] == 4
     assert dataset.bad_records.counts()["train"] == {IMAGE_TOO_LARGE: 4}
     messages = "\n".join(dataset.bad_records.messages("train"))
@@ -118,8 +118,9 @@ def test_training_counts_oversized_files_and_goes_on(files, tmp_path):
         assert name in messages and size in messages
 
     # The limit is a flag: lower it and the 100x80 PNG is over it too.
-    strict = load_dataset("manifest", manifest=str(manifest), val_manifest=str(manifest),
-                          num_workers=2, max_image_pixels=100 * 80 - 1)
+    strict = load_dataset("manifest", manifest=str(manifest),
+                          val_manifest=str(manifest), num_workers=2,
+                          max_image_pixels=100 * 80 - 1)
     assert strict.num_examples["train"] == 3
     assert "a 100x80 png" in "\n".join(strict.bad_records.messages("train"))
 
@@ -132,7 +133,8 @@ def test_trainer_flag_sets_the_limit():
     parser = argparse.ArgumentParser()
     add_data_arguments(parser, "the dataset")
     assert parser.parse_args([]).max_image_pixels == MAX_IMAGE_PIXELS
-    assert parser.parse_args(["--max-image-pixels", "400000000"]).max_image_pixels == 400_000_000
+    args = parser.parse_args(["--max-image-pixels", "400000000"])
+    assert args.max_image_pixels == 400_000_000
 
 
 # --- The server's request check. ---
@@ -192,7 +194,8 @@ def test_unusual_files_decode_as_pil_does(files):
     for name in UNUSUAL:
         image = Image.open(files[name])
         if image.mode == "I;16":  # PIL's convert("RGB") clips: take the high byte.
-            expected = np.repeat((np.asarray(image) >> 8).astype(np.uint8)[..., None], 3, -1)
+            high_byte = (np.asarray(image) >> 8).astype(np.uint8)
+            expected = np.repeat(high_byte[..., None], 3, -1)
         else:
             expected = np.asarray(image.convert("RGB"))
         got = decode(tf.constant(read(files[name]))).numpy()

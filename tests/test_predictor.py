@@ -108,7 +108,8 @@ def test_bad_examples_raise_or_come_back_as_errors(predictor, exported, tmp_path
     images = [jpeg, str(tmp_path / "missing.jpg"), str(truncated), b"GIF89a junk",
               jpeg, np.full((4, 4), 7.5, np.float32), jpeg]
     texts = ["red", "red", "red", "red", "x" * 8193, "red", b"caf\xe9"]
-    with pytest.raises(ValueError, match=r"6 of 7 examples.*example 1: missing_image") as raised:
+    with pytest.raises(ValueError,
+                       match=r"6 of 7 examples.*example 1: missing_image") as raised:
         predictor.predict(images, texts)
     assert ".." not in str(raised.value)
     results = predictor.predict(images, texts, on_error="return")

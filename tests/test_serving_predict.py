@@ -359,7 +359,8 @@ def test_oversized_and_unusual_files_on_every_path(
     assert run("--model", exported.version_dir, "--manifest", batch,
                "--output", output) == 0
     rows = read_csv(output)
-    assert [r["error"].split(":")[0] for r in rows] == ["image_too_large"] * 4 + [""] * 3
+    reasons = [r["error"].split(":")[0] for r in rows]
+    assert reasons == ["image_too_large"] * 4 + [""] * 3
     assert "huge.png" in rows[0]["error"] and "20000x20000" in rows[0]["error"]
     assert "errors: image_too_large 4" in capsys.readouterr().out
     for row, want in zip(rows[4:], by_path):
