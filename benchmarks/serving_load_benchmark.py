@@ -250,10 +250,10 @@ def main(argv=None):
         base, name = args.model_base_path, args.model_name
     else:
         base, name = export_tiny_model(workspace.name, args.model_config)
-    from serving.model_versions import list_versions
+    from cmaclip_tf.model_versions import version_numbers
 
     version_dir = os.path.join(
-        base, name, str(list_versions(os.path.join(base, name))[-1])
+        base, name, str(version_numbers(os.path.join(base, name))[-1])
     )
     images = sample_images()
     server = DevServer(base, name, args.workers)

@@ -3,8 +3,9 @@
 `Predictor.load(path)` takes
 
 - an export version folder (`models/cmaclip/3`, holding `saved_model.pb`),
-- a model folder of versions (`models/cmaclip`: the highest is loaded), or a
-  base path holding one such model (`models`),
+- a model folder of versions (`models/cmaclip`: the highest version that
+  loads, as TF Serving's `latest` policy; skipped ones are named in one
+  logged line), or a base path holding one such model (`models`),
 - a training workdir (`runs/demo`, its `inference/` bundle) or the bundle
   folder itself.
 
@@ -12,11 +13,13 @@ With an export it calls the SavedModel's own `serving_default` signature, so
 offline answers come from the very graph TF Serving runs; with a bundle it
 builds that graph from the bundle (`cmaclip_tf.export.CMACLIPExportModule`).
 
-Every example is checked before it reaches the model (the image decodes with
-the graph's own decoder, the text is UTF-8 within the export's byte limit),
-so one bad example never takes its batch down.
+Every example is checked before it reaches the model (the image's header is
+within the pixel limit and it decodes with the graph's own decoder, the text
+is UTF-8 within the export's byte limit), so one bad example never takes its
+batch down.
 """
 
+import logging
 import os
 import tempfile
 
@@ -28,12 +31,21 @@ from cmaclip_tf.datasets import bad_records
 from cmaclip_tf.datasets.file_records import text_problem
 from cmaclip_tf.export import CONFIG_ASSET
 from cmaclip_tf.export import SERVING_DEFAULT
+from cmaclip_tf.image_headers import IMAGE_TOO_LARGE
 from cmaclip_tf.inference_bundle import MODEL_FILE
+from cmaclip_tf.model_versions import load_highest_version
+from cmaclip_tf.model_versions import skipped_versions_line
+from cmaclip_tf.model_versions import version_numbers
 from cmaclip_tf.preprocessing.image_validator import ImageValidator
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.serving_limits import ServingLimits
+
+logger = logging.getLogger("cmaclip_tf.predictor")
 
 TEXT_TOO_LONG = "text_too_long"
 MODEL_ERROR = "model_error"
+# Pixels of a dtype or PIL mode the model cannot take faithfully.
+UNSUPPORTED_IMAGE = "unsupported_image"
 BUNDLE_FOLDER = "inference"
 ON_ERROR = ("raise", "return")
 
@@ -56,6 +68,10 @@ class Predictor:
         max_text_bytes: int. Longest text accepted, in UTF-8 bytes (0: no
             limit); an export refuses longer ones.
         source: string. Where the model came from, for messages.
+        max_image_pixels: int. Most pixels of one image (read from an
+            encoded image's header before decoding; GIF frames counted);
+            larger ones are `image_too_large`. 0: no limit. Defaults to
+            `MAX_IMAGE_PIXELS` (8192 * 8192).
 
     Example:
 
@@ -70,26 +86,45 @@ class Predictor:
     """
 
     def __init__(self, serve, tasks, labels, max_text_bytes=ServingLimits.max_text_bytes,
-                 source=None):
+                 source=None, max_image_pixels=MAX_IMAGE_PIXELS):
         self._serve = serve
         self.tasks = dict(tasks)
         self.labels = {task: list(labels[task]) for task in self.tasks}
         self.max_text_bytes = int(max_text_bytes or 0)
         self.source = source
-        self._validator = ImageValidator()
+        self.max_image_pixels = int(max_image_pixels or 0)
+        self._validator = ImageValidator(self.max_image_pixels)
 
     # === Loading ===
 
     @classmethod
-    def load(cls, path):
-        """A predictor from an export, a model folder or a training workdir."""
+    def load(cls, path, max_image_pixels=MAX_IMAGE_PIXELS):
+        """A predictor from an export, a model folder or a training workdir.
+
+        A model folder gives its highest version that loads; versions
+        skipped on the way are named in one warning line.
+
+        Raises:
+            FileNotFoundError: no model at `path`.
+            cmaclip_tf.model_versions.NoLoadableVersionError: (a
+                `ValueError`) no version of a model folder loads; one line
+                with each version's reason.
+        """
         kind, resolved = _resolve_model_path(os.fspath(path))
+        if kind == "versions":
+            version, predictor, skipped = load_highest_version(
+                resolved,
+                lambda folder: cls.from_saved_model(folder, max_image_pixels),
+            )
+            if skipped:
+                logger.warning(skipped_versions_line(resolved, version, skipped))
+            return predictor
         if kind == "saved_model":
-            return cls.from_saved_model(resolved)
-        return cls.from_bundle(resolved)
+            return cls.from_saved_model(resolved, max_image_pixels)
+        return cls.from_bundle(resolved, max_image_pixels)
 
     @classmethod
-    def from_saved_model(cls, version_dir):
+    def from_saved_model(cls, version_dir, max_image_pixels=MAX_IMAGE_PIXELS):
         """A predictor on an export version folder's `serving_default`."""
         config_path = os.path.join(version_dir, "assets", CONFIG_ASSET)
         if not os.path.isfile(config_path):
@@ -106,12 +141,13 @@ class Predictor:
             config["labels"],
             max_text_bytes=config.get("max_text_bytes", ServingLimits.max_text_bytes),
             source=version_dir,
+            max_image_pixels=max_image_pixels,
         )
         predictor._module = module  # Keeps the signature's variables alive.
         return predictor
 
     @classmethod
-    def from_bundle(cls, bundle):
+    def from_bundle(cls, bundle, max_image_pixels=MAX_IMAGE_PIXELS):
         """A predictor on an inference bundle (or its folder), via the export graph."""
         from cmaclip_tf.export import CMACLIPExportModule
         from cmaclip_tf.inference_bundle import InferenceBundle
@@ -131,6 +167,7 @@ class Predictor:
             module.label_vocabularies,
             max_text_bytes=module.max_text_bytes,
             source=bundle.directory,
+            max_image_pixels=max_image_pixels,
         )
         predictor._module = (module, labels_dir)
         return predictor
@@ -146,8 +183,10 @@ class Predictor:
 
         Args:
             images: one image or a list: file paths, encoded bytes (JPEG,
-                PNG, GIF, BMP, WebP), PIL images, or uint8 arrays
-                `[height, width]`, `[height, width, 1|3|4]`.
+                PNG, GIF, BMP, WebP), PIL images (any mode `to_uint8_pixels`
+                takes), or arrays `[height, width]`, `[height, width,
+                1|3|4]` (uint8; uint16, int32, uint32, bool and float in
+                [0, 1] are scaled to 8 bits).
             texts: one string or a list, one per image.
             probabilities: bool. Add each task's `{label: probability}`.
             tasks: optional list of task names to return (default all).
@@ -175,7 +214,9 @@ class Predictor:
         prepared = [self.prepare(image, text) for image, text in zip(images, texts)]
         bad = [(i, p[2]) for i, p in enumerate(prepared) if p[2] is not None]
         if bad and on_error == "raise":
-            listed = "; ".join(f"example {i}: {problem}" for i, problem in bad[:5])
+            listed = "; ".join(
+                f"example {i}: {problem.rstrip('.')}" for i, problem in bad[:5]
+            )
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise ValueError(
                 f"{len(bad)} of {len(prepared)} examples cannot be predicted: "
@@ -289,7 +330,8 @@ class Predictor:
         Returns:
             `(image_bytes, text_bytes, problem)`: `problem` is `None` for a
             good example, else `"reason: detail"` (reasons: `missing_image`,
-            `corrupt_image`, `undecodable_text`, `text_too_long`).
+            `corrupt_image`, `image_too_large`, `unsupported_image`,
+            `undecodable_text`, `text_too_long`).
         """
         text_bytes, problem = self.check_text(text)
         if problem is not None:
@@ -323,9 +365,11 @@ class Predictor:
     def read_image(self, image):
         """`(encoded bytes, None)` for a good image, else `(None, problem)`.
 
-        Paths are read; PIL images and uint8 arrays are encoded as PNG
-        (lossless, so the model sees exactly these pixels); every image is
-        then decoded once with the graph's own decoder.
+        Paths are read; PIL images and arrays are converted to 8-bit
+        (`to_uint8_pixels`) and encoded as PNG (lossless, so the model sees
+        exactly these pixels); every image's size is then held to
+        `max_image_pixels` and it is decoded once with the graph's own
+        decoder.
         """
         if isinstance(image, (str, os.PathLike)):
             path = os.fspath(image)
@@ -340,40 +384,84 @@ class Predictor:
             data, where = bytes(image), ""
         else:
             try:
-                data, where = encode_pixels(image), ""
+                pixels = to_uint8_pixels(image, self.max_image_pixels)
+            except ImageTooLargeError as error:
+                return None, f"{IMAGE_TOO_LARGE}: {error}"
             except (TypeError, ValueError) as error:
-                return None, f"{bad_records.CORRUPT_IMAGE}: {error}"
+                return None, f"{UNSUPPORTED_IMAGE}: {error}"
+            data, where = tf.io.encode_png(pixels).numpy(), ""
         problem = self._validator.check(data)
         if problem is not None:
-            return None, f"{bad_records.CORRUPT_IMAGE}: {where}{problem}"
+            reason, detail = problem
+            return None, f"{reason}: {where}{detail}"
         return data, None
 
 
-def encode_pixels(image):
-    """A PIL image or a uint8 array as PNG bytes.
+class ImageTooLargeError(ValueError):
+    """An in-memory image over the pixel limit."""
 
-    Arrays are `[height, width]` (grey) or `[height, width, 1|3|4]` (grey,
-    RGB, RGBA; the model drops alpha, as it does for PNG files).
+
+# PIL modes PIL itself converts to RGB (or RGBA, alpha then dropped by the
+# model, as for PNG files): palette, grey with alpha, CMYK, YCbCr, ...
+_PIL_CONVERTED_MODES = ("1", "P", "PA", "LA", "La", "RGBa", "RGBX", "CMYK",
+                        "YCbCr", "LAB", "HSV")
+
+
+def to_uint8_pixels(image, max_pixels=MAX_IMAGE_PIXELS):
+    """A PIL image or an array as uint8 `[height, width, 1|3|4]`, faithfully.
+
+    16- and 32-bit integer pixels are scaled to 8 bits, never clipped:
+    uint16 (PIL `I;16`) keeps its high byte, as TF's and PIL's PNG decoders
+    do for 16-bit files; int32 (PIL `I`) is read as 16-bit when its values
+    fit (Pillow opens 16-bit files so), else as 31-bit; uint32 keeps its
+    high byte. Bool is 0 or 255; float (PIL `F`) must lie in [0, 1] and is
+    scaled by 255. Palette, LA, CMYK and the other PIL modes go through
+    PIL's `convert("RGB")` (`"RGBA"` where they carry alpha).
+
+    Args:
+        image: a PIL image, or an array `[height, width]` or `[height,
+            width, 1|3|4]`.
+        max_pixels: int. Larger images raise `ImageTooLargeError` (before
+            any conversion); 0: no limit.
+
+    Raises:
+        TypeError: not an image or an array.
+        ValueError: a mode or dtype that has no faithful 8-bit reading
+            (the message names it), or a wrong shape.
+
+    Example:
+    ```python
+    to_uint8_pixels(np.full((4, 4), 257 * 100, np.uint16))[0, 0]  # [100]
+    ```
     """
     try:
         from PIL import Image
     except ImportError:  # Pillow is a dependency; arrays still work without.
         Image = None
+    mode = None
     if Image is not None and isinstance(image, Image.Image):
-        if image.mode not in ("L", "RGB", "RGBA"):
-            image = image.convert("RGBA" if "A" in image.mode else "RGB")
+        mode = image.mode
+        _check_pixel_count(image.width * image.height, max_pixels)
+        if mode in _PIL_CONVERTED_MODES:
+            try:
+                image = image.convert("RGBA" if "A" in mode else "RGB")
+            except ValueError as error:
+                raise ValueError(
+                    f"PIL mode {mode!r} cannot be converted to RGB ({error}); "
+                    "convert the image to RGB first."
+                ) from None
+        elif mode not in ("L", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+            raise ValueError(
+                f"Unsupported PIL mode {mode!r}; convert the image to RGB, L "
+                "or RGBA first."
+            )
         image = np.asarray(image)
     if not hasattr(image, "__array__"):
         raise TypeError(
             f"Unsupported image type {type(image).__name__}; pass a file path, "
-            "encoded bytes, a PIL image or a uint8 array."
+            "encoded bytes, a PIL image or an array of pixels."
         )
     pixels = np.asarray(image)
-    if pixels.dtype != np.uint8:
-        raise ValueError(
-            f"Expected uint8 pixels; got {pixels.dtype} (scale to 0-255 and "
-            "cast to uint8)."
-        )
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4) or 0 in pixels.shape:
@@ -381,23 +469,64 @@ def encode_pixels(image):
             f"Expected pixels of shape [height, width] or [height, width, 1|3|4]; "
             f"got {list(pixels.shape)}."
         )
-    return tf.io.encode_png(pixels).numpy()
+    _check_pixel_count(pixels.shape[0] * pixels.shape[1], max_pixels)
+    return _to_uint8(pixels, f"PIL mode {mode!r}" if mode else f"{pixels.dtype} pixels")
+
+
+def _check_pixel_count(pixels, max_pixels):
+    if max_pixels and pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"an image of {pixels:,} pixels is over the limit of "
+            f"{max_pixels:,} pixels (max_image_pixels)"
+        )
+
+
+def _to_uint8(pixels, what):
+    """Pixels of any supported dtype scaled to uint8; `what` names them."""
+    kind, bits = pixels.dtype.kind, pixels.dtype.itemsize * 8
+    if pixels.dtype == np.uint8:
+        return pixels
+    if kind == "b":
+        return pixels.astype(np.uint8) * np.uint8(255)
+    if kind == "u" and bits in (16, 32):
+        return (pixels >> (bits - 8)).astype(np.uint8)
+    if kind == "i" and bits == 32:
+        low, high = int(pixels.min()), int(pixels.max())
+        if low < 0:
+            raise ValueError(
+                f"{what} hold negative values (down to {low}); pass pixels "
+                "scaled to 0-255 (uint8) or 0-65535 (uint16)."
+            )
+        shift = 8 if high <= 0xFFFF else 23
+        return (pixels >> shift).astype(np.uint8)
+    if kind == "f":
+        low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+        if np.isnan(pixels).any() or low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"{what} must lie in [0, 1] (got {low:g} to {high:g}); scale "
+                "them, or cast 0-255 values to uint8."
+            )
+        return np.round(pixels * 255.0).astype(np.uint8)
+    raise ValueError(
+        f"Unsupported {what}; pass uint8 (0-255), uint16 (0-65535), int32, "
+        "uint32, bool, or float in [0, 1]."
+    )
 
 
 def _resolve_model_path(path):
-    """`("saved_model", version folder)` or `("bundle", bundle folder)`."""
+    """`("saved_model", version folder)`, `("versions", model folder)` or
+    `("bundle", bundle folder)`."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return "saved_model", path
-    versions = _versions(path)
-    if versions:
-        return "saved_model", os.path.join(path, str(versions[-1]))
+    if version_numbers(path):
+        return "versions", path
     for folder in (path, os.path.join(path, BUNDLE_FOLDER)):
         if os.path.isfile(os.path.join(folder, MODEL_FILE)):
             return "bundle", folder
     if os.path.isdir(path):
         models = sorted(
             name for name in os.listdir(path)
-            if _versions(os.path.join(path, name))
+            if version_numbers(os.path.join(path, name))
         )
         if len(models) == 1:
             return _resolve_model_path(os.path.join(path, models[0]))
@@ -410,19 +539,6 @@ def _resolve_model_path(path):
         f"No model found at {path}: pass an export version folder (holding "
         "saved_model.pb), a model folder of versions (models/cmaclip), or a "
         "training workdir (holding inference/)."
-    )
-
-
-def _versions(folder):
-    """Integer version subfolders holding a SavedModel, ascending."""
-    try:
-        names = os.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(
-        int(name) for name in names
-        if name.isdigit()
-        and os.path.isfile(os.path.join(folder, name, "saved_model.pb"))
     )
 
 

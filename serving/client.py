@@ -33,6 +33,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
+from cmaclip_tf.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.image_headers import oversized_image
+
 LABEL_SUFFIX = "_label"
 SCORE_SUFFIX = "_score"
 IMAGE_WEIGHT_SUFFIX = "_image_weight"
@@ -138,7 +141,7 @@ class CMACLIPClient:
 def read_manifest(path):
     """`(image path, text)` rows of a CSV with `image` and `text` columns."""
     base = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"image", "text"} - set(reader.fieldnames or [])
         if missing:
@@ -152,23 +155,25 @@ def read_manifest(path):
 def classify_manifest(client, rows, batch_size=32):
     """Yields `(image path, text, result or None, error or "")` per row.
 
-    A batch with a bad row (an unreadable file, or bytes the server rejects
-    as `INVALID_ARGUMENT`) is retried row by row, so the row costs only its
-    own result; other errors (server down, deadline) stop the run.
+    A batch with a bad row (an unreadable file, an image over the pixel
+    limit, which is never sent since TF Serving would decode it whole, or
+    bytes the server rejects as `INVALID_ARGUMENT`) is retried row by row,
+    so the row costs only its own result; other errors (server down,
+    deadline) stop the run.
     """
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         try:
-            images = [_read_bytes(path) for path, _ in batch]
+            images = [_read_checked(path) for path, _ in batch]
             results = client.classify(images, [text for _, text in batch])
-        except (grpc.RpcError, OSError) as error:
+        except (grpc.RpcError, OSError, ValueError) as error:
             if isinstance(error, grpc.RpcError) and (
                 error.code() != grpc.StatusCode.INVALID_ARGUMENT
             ):
                 raise
             for path, text in batch:
                 try:
-                    (result,) = client.classify([_read_bytes(path)], [text])
+                    (result,) = client.classify([_read_checked(path)], [text])
                     yield path, text, result, ""
                 except grpc.RpcError as row_error:
                     if row_error.code() != grpc.StatusCode.INVALID_ARGUMENT:
@@ -179,7 +184,7 @@ def classify_manifest(client, rows, batch_size=32):
                         None,
                         (f"{row_error.code().name}: {row_error.details()}"),
                     )
-                except OSError as row_error:
+                except (OSError, ValueError) as row_error:
                     yield path, text, None, str(row_error)
             continue
         for (path, text), result in zip(batch, results, strict=True):
@@ -189,6 +194,15 @@ def classify_manifest(client, rows, batch_size=32):
 def _read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def _read_checked(path):
+    """The file's bytes; `ValueError` if its header is over the pixel limit."""
+    data = _read_bytes(path)
+    problem = oversized_image(data)
+    if problem is not None:
+        raise ValueError(f"{IMAGE_TOO_LARGE}: {path}: {problem}")
+    return data
 
 
 def print_result(result, out=None):

@@ -1,9 +1,10 @@
 """A manifest streamed for prediction: rows in order, images checked in parallel.
 
 `Manifest` reads a CSV or JSON Lines manifest row by row; `checked_images`
-reads and decodes each row's image with the model's own decoder in `tf.data`,
-a bounded number at a time, and explains in Python any row that fails, so a
-bad row never reaches the model nor costs its batch.
+reads each row's image, holds its header to the pixel limit and decodes it
+with the model's own decoder in `tf.data`, a bounded number at a time, and
+explains in Python any row that fails, so a bad row never reaches the model
+nor costs its batch.
 """
 
 import collections
@@ -17,7 +18,10 @@ from cmaclip_tf.datasets.manifest import IMAGE_COLUMN
 from cmaclip_tf.datasets.manifest import TEXT_COLUMN
 from cmaclip_tf.datasets.manifest import manifest_columns
 from cmaclip_tf.datasets.manifest import manifest_rows
+from cmaclip_tf.image_headers import oversized_image
 from cmaclip_tf.preprocessing import ImagePreprocessor
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+from serving.consumed_rows import row_digest
 
 # Rows per trip from tf.data to Python: amortizes the per-element overhead.
 STREAM_BATCH = 256
@@ -33,6 +37,7 @@ class Row:
         image_path: the image file, resolved against the manifest's folder.
         text: the text as UTF-8 bytes.
         problem: `"reason: detail"` once the row is known to be bad.
+        digest: the row's `row_digest`, for `--resume`'s check.
     """
 
     index: int
@@ -40,6 +45,7 @@ class Row:
     image_path: str = ""
     text: bytes = b""
     problem: str = None
+    digest: str = ""
 
 
 # === Input ===
@@ -82,15 +88,22 @@ class Manifest:
                 "columns."
             )
 
+    def digests(self):
+        """Yields each data row's `row_digest`, in order."""
+        for _, fields, problem in manifest_rows(self.path):
+            yield row_digest(fields, problem)
+
     def rows(self, predictor, skip=0):
         """Yields a `Row` per data row after the first `skip`, text checked."""
         for index, (line, fields, problem) in enumerate(manifest_rows(self.path)):
             if index < skip:
                 continue
+            digest = row_digest(fields, problem)
             where = f"{self.path}:{line}"
             if problem is not None:
                 reason, detail = problem
-                yield Row(index, {}, problem=f"{reason}: {where}: {detail}")
+                yield Row(index, {}, problem=f"{reason}: {where}: {detail}",
+                          digest=digest)
                 continue
             image = fields.get(IMAGE_COLUMN)
             if image in (None, ""):
@@ -99,6 +112,7 @@ class Manifest:
                     fields,
                     problem=f"{bad_records.MISSING_IMAGE}: {where}: the image "
                     "column is empty",
+                    digest=digest,
                 )
                 continue
             text = fields.get(TEXT_COLUMN)
@@ -109,24 +123,29 @@ class Manifest:
                 image_path=os.path.join(self.folder, str(image)),
                 text=text,
                 problem=problem,
+                digest=digest,
             )
 
 
-def checked_images(rows, explain, num_parallel_calls=None):
+def checked_images(rows, explain, num_parallel_calls=None,
+                   max_image_pixels=MAX_IMAGE_PIXELS):
     """Yields `(row, image bytes or None)` in order; `None` for bad rows.
 
     Image files are read and decoded in a parallel, order-keeping `tf.data`
     map; the decode is the check the model's own decoder would make (its
-    pixels are dropped). A row whose read or decode fails is dropped there
-    (`ignore_errors`) and `explain(row)` says why, in Python. Each chunk of
-    rows ends with a marker that cannot fail, so dropped rows resolve by the
-    end of their chunk, and at most a few chunks are in flight even when
-    every image is bad.
+    pixels are dropped), and it runs only once the header is within
+    `max_image_pixels` (`oversized_image`, in Python). A row whose read or
+    decode fails is dropped there (`ignore_errors`) and `explain(row)` says
+    why, in Python. Each chunk of rows ends with a marker that cannot fail,
+    so dropped rows resolve by the end of their chunk, and at most a few
+    chunks are in flight even when every image is bad.
 
     Args:
         rows: iterable of `Row`; rows with a `problem` skip the read.
         explain: `row -> (image bytes, problem)`, for rows the pipeline drops.
         num_parallel_calls: parallel reads (default: `tf.data.AUTOTUNE`).
+        max_image_pixels: int. Images over it are dropped before decoding
+            (and explained); 0: no limit.
     """
     pending = collections.deque()
     failure = []
@@ -152,10 +171,18 @@ def checked_images(rows, explain, num_parallel_calls=None):
 
     decoder = ImagePreprocessor(image_size=1)
 
+    def within_limit(data):
+        return oversized_image(data.numpy(), max_image_pixels) is None
+
     def read(index, path, is_marker):
         def checked_read():
             data = tf.io.read_file(path)
-            shape = tf.shape(decoder.decode(data))
+            header = tf.debugging.Assert(
+                tf.py_function(within_limit, [data], tf.bool),
+                ["image over the pixel limit"],
+            )
+            with tf.control_dependencies([header]):  # No decoding before it.
+                shape = tf.shape(decoder.decode(data))
             with tf.control_dependencies(
                 [tf.debugging.assert_positive(shape[0] * shape[1])]
             ):

@@ -1,15 +1,22 @@
 """The versions of one served model: loading, warm-up and hot reload.
 
 Like `tensorflow_model_server`'s default "latest" version policy, the highest
-integer folder under `MODEL_BASE_PATH/MODEL_NAME/` that holds a SavedModel is
-served; a poller loads a newer one in the background, replays its warm-up
-requests and only then swaps it in, so requests never wait for a load and a
-version that fails to load never replaces a working one.
+integer folder under `MODEL_BASE_PATH/MODEL_NAME/` that loads is served; a
+poller loads a newer one in the background, replays its warm-up requests and
+only then swaps it in, so requests never wait for a load and a version that
+fails to load never replaces a working one. A folder that appears while the
+server runs is loaded only once it looks complete (`saved_model.pb` and
+`variables/variables.index`) and has not changed between two polls, so a
+`cp -r` in progress is not loaded half-written. A version that fails to load
+is tried again at later polls, after a backoff that doubles per failure
+(sooner if its files change), each attempt logged once. If the served
+version's folder disappears, the highest other version that loads is served.
 """
 
 import logging
 import os
 import threading
+import time
 
 import grpc
 import tensorflow as tf
@@ -18,6 +25,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from cmaclip_tf.model_versions import load_error_line
+from cmaclip_tf.model_versions import version_fingerprint
+from cmaclip_tf.model_versions import version_numbers
 from cmaclip_tf.serving_limits import ServingLimits
 from serving.request_validation import RequestError
 from serving.request_validation import invalid_argument
@@ -29,6 +39,10 @@ DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving replays at most this many warm-up records.
 MAX_WARMUP_RECORDS = 1000
+# A version that failed to load is tried again after this many seconds,
+# doubled per failure up to the maximum.
+RETRY_SECONDS = 2.0
+MAX_RETRY_SECONDS = 300.0
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
@@ -94,21 +108,6 @@ def _read_signature_defs(path):
     return saved_model.meta_graphs[0].signature_def
 
 
-def list_versions(model_dir):
-    """Integer version folders under `model_dir` that hold a SavedModel, sorted."""
-    try:
-        entries = os.listdir(model_dir)
-    except FileNotFoundError:
-        return []
-    versions = []
-    for entry in entries:
-        if entry.isdigit() and os.path.isfile(
-            os.path.join(model_dir, entry, "saved_model.pb")
-        ):
-            versions.append(int(entry))
-    return sorted(versions)
-
-
 class ModelVersions:
     """Loads, warms up and hot-swaps the versions of one model.
 
@@ -133,7 +132,9 @@ class ModelVersions:
         self.limits = limits
         self._current = None
         self._states = {}  # version -> (State, error message)
-        self._failed = set()
+        self._polls = 0
+        self._seen = {}  # version -> its fingerprint at the last poll
+        self._failed = {}  # version -> (fingerprint, failures, retry time)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller = None
@@ -150,34 +151,73 @@ class ModelVersions:
 
     # --- Loading. ---
 
-    def poll_once(self):
-        """Loads the highest version if it is not the one served; True if swapped."""
-        versions = [v for v in list_versions(self.model_dir) if v not in self._failed]
-        if not versions:
-            return False
-        latest = versions[-1]
+    def poll_once(self, now=None):
+        """Serves the highest version that loads; True if it swapped one in.
+
+        Tries the versions above the served one, highest first (every
+        version, if the served one's folder is gone). A version is tried
+        when its folder looks complete and is unchanged since the last poll
+        (at the first poll, complete is enough), and, after a failure, once
+        its backoff has passed or its files changed.
+        """
+        now = time.monotonic() if now is None else now
+        first_poll = self._polls == 0
+        self._polls += 1
+        seen = {}
+        for version in version_numbers(self.model_dir):
+            seen[version] = version_fingerprint(
+                os.path.join(self.model_dir, str(version))
+            )
+        previous, self._seen = self._seen, seen
         current = self._current
-        if current is not None and current.version == latest:
-            return False
-        self._set_state(latest, State.LOADING)
+        floor = -1  # The served version's folder is gone: any version may serve.
+        if current is not None and current.version in seen:
+            floor = current.version
+        for version in sorted(seen, reverse=True):
+            if version <= floor:
+                break
+            fingerprint = seen[version]
+            if fingerprint is None or not (
+                first_poll or previous.get(version) == fingerprint
+            ):
+                continue  # Still being written.
+            failed = self._failed.get(version)
+            if failed is not None and failed[0] == fingerprint and now < failed[2]:
+                continue  # Backing off.
+            if self._load(version, fingerprint, now, current):
+                return True
+        return False
+
+    def _load(self, version, fingerprint, now, current):
+        """Loads, warms up and swaps in `version`; False if it failed."""
+        self._set_state(version, State.LOADING)
         try:
             servable = ServableVersion(
-                self.model_name, latest, os.path.join(self.model_dir, str(latest))
+                self.model_name, version, os.path.join(self.model_dir, str(version))
             )
             self._warm_up(servable)
         except Exception as error:  # A bad version must not stop the server.
-            logger.error("Could not load version %d: %s", latest, error)
-            self._failed.add(latest)
-            self._set_state(latest, State.END, f"load failed: {error}")
+            failures = 1
+            if version in self._failed and self._failed[version][0] == fingerprint:
+                failures = self._failed[version][1] + 1
+            delay = min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+            self._failed[version] = (fingerprint, failures, now + delay)
+            message = load_error_line(error)
+            logger.error(
+                "Could not load version %d (attempt %d; next try in %.0f s or "
+                "when its files change): %s", version, failures, delay, message,
+            )
+            self._set_state(version, State.END, f"load failed: {message}")
             return False
+        self._failed.pop(version, None)
         with self._lock:
             self._current = servable
-            self._states[latest] = (State.AVAILABLE, "")
-            if current is not None:
+            self._states[version] = (State.AVAILABLE, "")
+            if current is not None and current.version != version:
                 # In-flight requests keep their reference until they finish.
                 self._states[current.version] = (State.END, "")
         logger.info(
-            "Serving %s version %d from %s", self.model_name, latest, servable.path
+            "Serving %s version %d from %s", self.model_name, version, servable.path
         )
         return True
 

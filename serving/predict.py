@@ -3,23 +3,26 @@
 ```
 python -m serving.predict --model models/cmaclip --manifest items.csv \
     --output predictions.csv [--batch-size 64] [--tasks color,style] \
-    [--only-accepted] [--probabilities] [--resume]
+    [--only-accepted] [--probabilities] [--resume] [--max-image-pixels N]
 ```
 
 `--model` is what `cmaclip_tf.Predictor.load` takes: an export version
-folder, a model folder of versions (the highest is used) or a training
-workdir. The manifest is a CSV (with a header) or JSON Lines file with an
-`image` column (a path, relative to the manifest's folder or absolute) and a
-`text` column; every other column (ids, ...) is copied to the output.
+folder, a model folder of versions (the highest that loads is used; skipped
+ones are named in one line) or a training workdir. The manifest is a CSV
+(with a header) or JSON Lines file with an `image` column (a path, relative
+to the manifest's folder or absolute) and a `text` column; every other
+column (ids, ...) is copied to the output.
 
 Each input row gives one output row, in input order: the input's columns,
 then per task `{task}_label`, `{task}_score`, `{task}_accepted` and
 `{task}_image_weight` (λ) (and `{task}_probabilities` with
 `--probabilities`), then `error`: empty, or why the row has no prediction
-(`missing_image`, `corrupt_image`, `undecodable_text`, `text_too_long`,
-`malformed_row`). A bad row never stops the run nor costs its batch.
-`--only-accepted` keeps only confident answers: where a task's prediction is
-not accepted, its label, score and λ are left empty.
+(`missing_image`, `corrupt_image`, `image_too_large`, `undecodable_text`,
+`text_too_long`, `malformed_row`). An image over `--max-image-pixels` (read
+from its header, before decoding) is `image_too_large`. A bad row never
+stops the run nor costs its batch. `--only-accepted` keeps only confident
+answers: where a task's prediction is not accepted, its label, score and λ
+are left empty.
 
 Rows stream through `tf.data`: image files are read and decoded with the
 model's own decoder in parallel, in order, a bounded number at a time, so
@@ -27,9 +30,13 @@ memory stays flat for any manifest size. A row that fails there is examined
 again in Python for its message and never reaches the model. Output is
 flushed after every batch; after an interruption, `--resume` continues where
 the output file ends (a half-written last row is rewritten), so every row is
-written exactly once. A progress bar (rate, ETA) goes to stderr and a
-summary (rows, errors, accepted share per task) to stdout. The exit status
-is 1 when no row was predicted (every row failed, or there were none).
+written exactly once. `OUTPUT.resume.json` records a running hash of the
+input rows predicted so far (`serving.consumed_rows`): a resume over a
+manifest whose first rows changed (reordered, edited, replaced) is refused
+with exit code 2; rows appended after them are predicted. A progress bar
+(rate, ETA) goes to stderr and a summary (rows, errors, accepted share per
+task) to stdout. The exit status is 1 when no row was predicted (every row
+failed, or there were none).
 """
 
 import argparse
@@ -48,7 +55,11 @@ if __name__ == "__main__":
 
 from tqdm import tqdm  # noqa: E402
 
+from cmaclip_tf.model_versions import load_error_line  # noqa: E402
 from cmaclip_tf.predictor import Predictor  # noqa: E402
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS  # noqa: E402
+from serving.consumed_rows import ConsumedRows  # noqa: E402
+from serving.consumed_rows import InputChangedError  # noqa: E402
 from serving.manifest_stream import Manifest  # noqa: E402
 from serving.manifest_stream import checked_images  # noqa: E402
 from serving.prediction_output import ERROR_COLUMN  # noqa: E402
@@ -108,7 +119,7 @@ class Summary:
 
 def predict_manifest(predictor, manifest, writer, tasks, batch_size, skip=0,
                      probabilities=False, only_accepted=False, summary=None,
-                     progress=None, num_parallel_calls=None):
+                     progress=None, num_parallel_calls=None, consumed=None):
     """Streams `manifest` through `predictor` into `writer`, in order.
 
     Args:
@@ -122,6 +133,8 @@ def predict_manifest(predictor, manifest, writer, tasks, batch_size, skip=0,
         summary: optional `Summary` to add the rows to.
         progress: optional `tqdm` bar, advanced per batch.
         num_parallel_calls: parallel image reads (default: autotuned).
+        consumed: optional `ConsumedRows`, told each batch before it is
+            written.
 
     Returns:
         The number of rows written.
@@ -147,6 +160,8 @@ def predict_manifest(predictor, manifest, writer, tasks, batch_size, skip=0,
                           only_accepted)
             for row, _ in resolved
         ]
+        if consumed is not None:
+            consumed.before_batch([row.digest for row, _ in resolved])
         writer.write(records)
         if summary is not None:
             for record in records:
@@ -160,7 +175,8 @@ def predict_manifest(predictor, manifest, writer, tasks, batch_size, skip=0,
         return predictor.read_image(row.image_path)
 
     for row, image in checked_images(
-        manifest.rows(predictor, skip), explain, num_parallel_calls
+        manifest.rows(predictor, skip), explain, num_parallel_calls,
+        predictor.max_image_pixels,
     ):
         resolved.append((row, image))
         if len(resolved) >= batch_size:
@@ -211,6 +227,12 @@ def parse_args(argv):
         "--workers", type=int, help="Parallel image reads (default: autotuned)."
     )
     parser.add_argument(
+        "--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+        help="Images over this many pixels (read from the header, before "
+        "decoding; GIF frames counted) are image_too_large rows. Default: "
+        "%(default)s (8192 x 8192); 0: no limit.",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="No progress bar on stderr."
     )
     parser.add_argument(
@@ -235,13 +257,21 @@ def main(argv=None):
         return 1
     try:
         manifest = Manifest(args.manifest)
-        predictor = Predictor.load(args.model)
+        try:
+            predictor = Predictor.load(args.model, args.max_image_pixels)
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as error:  # A corrupt SavedModel: one line, no traceback.
+            raise ValueError(
+                f"Cannot load {args.model}: {load_error_line(error)}"
+            ) from None
         tasks = predictor.select_tasks(
             args.tasks.split(",") if args.tasks else None
         )
         columns = output_columns(manifest.columns, tasks, args.probabilities)
         summary = Summary(tasks)
         skip, start_at = 0, None
+        consumed = ConsumedRows(args.output, args.manifest)
         if args.resume and os.path.exists(args.output):
             skip, start_at = read_written_rows(
                 args.output, columns, columns[len(manifest.columns):], summary.add
@@ -251,12 +281,17 @@ def main(argv=None):
                     f"{args.output} holds {skip} rows but {args.manifest} only "
                     f"{manifest.num_rows}; is it another manifest's output?"
                 )
+            consumed.verify(skip, manifest.digests())
+    except InputChangedError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
     except (FileNotFoundError, ValueError) as error:
         sys.stderr.write(f"{error}\n")
         return 1
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     writer = PredictionWriter(args.output, columns, start_at)
+    consumed.save()
     progress = tqdm(
         total=manifest.num_rows,
         initial=skip,
@@ -280,6 +315,7 @@ def main(argv=None):
             summary=summary,
             progress=progress,
             num_parallel_calls=args.workers,
+            consumed=consumed,
         )
     except KeyboardInterrupt:
         # Every batch written so far is complete: --resume picks up from there.

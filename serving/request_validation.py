@@ -13,9 +13,8 @@ import logging
 import grpc
 import tensorflow as tf
 
+from cmaclip_tf.image_headers import image_pixels
 from cmaclip_tf.serving_limits import ServingLimits
-from serving.image_headers import gif_frame_count
-from serving.image_headers import image_format_and_size
 
 logger = logging.getLogger("serving.server")
 
@@ -172,7 +171,7 @@ def check_images(images, limits):
                 f"{limits.max_image_bytes} ({_FLAGS['max_image_bytes']}). "
                 "Downscale or recompress it."
             )
-        image_format, width, height = image_format_and_size(data)
+        image_format, width, height, frames = image_pixels(data)
         if image_format is None:
             raise invalid_argument(
                 f"image_bytes[{index}] is not a JPEG, PNG, GIF, BMP or WebP image "
@@ -180,7 +179,6 @@ def check_images(images, limits):
             )
         if width is None:
             continue  # Too short to tell: decoding fails on its own.
-        frames = gif_frame_count(data) if image_format == "gif" else 1
         pixels = width * height * frames
         if pixels > limits.max_image_pixels:
             shape = f"{width}x{height}" + (f" x {frames} frames" if frames > 1 else "")

@@ -9,13 +9,15 @@ TensorFlow Serving").
 
 Like `tensorflow_model_server`, it loads the SavedModel with TensorFlow and
 TensorFlow Text only (of this project it reads nothing but the limits'
-definition, `cmaclip_tf.serving_limits`, and, as a command, the quieting of
+definition, `cmaclip_tf.serving_limits`, the header reader
+`cmaclip_tf.image_headers` and the version picking of
+`cmaclip_tf.model_versions`, and, as a command, the quieting of
 TensorFlow's log lines, `cmaclip_tf.tensorflow_logs`). The pieces:
 
 - `serving.model_versions`: serves the highest integer version under
   `MODEL_BASE_PATH/MODEL_NAME/`, polls for newer ones and swaps them in
   without a restart, after replaying the version's warm-up requests;
-- `serving.request_validation` and `serving.image_headers`: caps request
+- `serving.request_validation` (with `cmaclip_tf.image_headers`): caps request
   sizes and maps bad requests to `INVALID_ARGUMENT`;
 - `serving.prediction_service`, `serving.model_service`: the servicers;
 - this module: the gRPC server and the command line; on SIGTERM it stops

@@ -163,3 +163,23 @@ def test_from_image_converter_recovers_clip_settings(tiny_clip):
     np.testing.assert_allclose(preprocessor.mean, CLIP_MEAN, rtol=1e-6)
     np.testing.assert_allclose(preprocessor.std, CLIP_STD, rtol=1e-6)
     assert preprocessor.get_config()["image_size"] == 64
+
+
+@pytest.mark.parametrize("shape", [(700, 530), (300, 900), (600, 30)])
+def test_width_pass_in_strips_equals_one_pass_in_float(shape):
+    # The strips keep a float copy of the whole image out of memory; the
+    # numbers must be those of one pass over it, bit for bit.
+    from cmaclip_tf.preprocessing import image_preprocessor
+
+    pixels = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    height, width = shape
+    new_height, new_width = (64, 64 * width // height) if height <= width else (
+        64 * height // width, 64)
+    expected = tf.cast(pixels, tf.float32)
+    if new_width != width:
+        expected = image_preprocessor._resize(expected, [height, new_width])
+    if new_height != height:
+        expected = image_preprocessor._resize(expected, [new_height, new_width])
+    got = tf.function(ImagePreprocessor(64).resize_shortest_side)(pixels)
+    assert image_preprocessor.STRIP_ROWS < max(shape)
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())

@@ -281,3 +281,19 @@ def test_empty_manifests_are_one_clear_error(tmp_path):
         load_dataset("manifest", manifest=str(unlabelled))
     with pytest.raises(ValueError, match=r"has a label for task\(s\) \['color'\]"):
         load_dataset("manifest", manifest=str(unlabelled), tasks=["color"])
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, jsonl):
+    # Excel's "CSV UTF-8" starts the file with one.
+    fixture = write_manifest(str(tmp_path), jsonl=jsonl)
+    plain = load_dataset("manifest", manifest=fixture["path"],
+                         val_manifest=fixture["path"])
+    with open(fixture["path"], "rb") as f:
+        content = f.read()
+    with open(fixture["path"], "wb") as f:
+        f.write(b"\xef\xbb\xbf" + content)
+    marked = load_dataset("manifest", manifest=fixture["path"],
+                          val_manifest=fixture["path"])
+    assert marked.tasks.to_json() == plain.tasks.to_json()
+    assert marked.num_examples == plain.num_examples
+    assert marked.bad_records.counts() == plain.bad_records.counts()

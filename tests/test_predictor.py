@@ -106,16 +106,18 @@ def test_bad_examples_raise_or_come_back_as_errors(predictor, exported, tmp_path
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(jpeg[: len(jpeg) // 3])
     images = [jpeg, str(tmp_path / "missing.jpg"), str(truncated), b"GIF89a junk",
-              jpeg, np.zeros((4, 4), np.float32), jpeg]
+              jpeg, np.full((4, 4), 7.5, np.float32), jpeg]
     texts = ["red", "red", "red", "red", "x" * 8193, "red", b"caf\xe9"]
-    with pytest.raises(ValueError, match=r"6 of 7 examples.*example 1: missing_image"):
+    with pytest.raises(ValueError,
+                       match=r"6 of 7 examples.*example 1: missing_image") as raised:
         predictor.predict(images, texts)
+    assert ".." not in str(raised.value)
     results = predictor.predict(images, texts, on_error="return")
     reasons = [r.get("error", "ok").split(":")[0] for r in results]
     assert reasons == ["ok", "missing_image", "corrupt_image", "corrupt_image",
-                       "text_too_long", "corrupt_image", "undecodable_text"]
+                       "text_too_long", "unsupported_image", "undecodable_text"]
     assert "8193 bytes" in results[4]["error"]
-    assert "uint8" in results[5]["error"]
+    assert "float32 pixels must lie in [0, 1]" in results[5]["error"]
     alone = predictor.predict([jpeg], ["red"])[0]
     assert results[0]["color"]["score"] == pytest.approx(
         alone["color"]["score"], abs=1e-6
@@ -184,3 +186,40 @@ def test_import_does_not_load_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.stdout.strip() == "False"
+
+
+def test_every_pil_mode_and_dtype_reads_as_its_8_bit_version(predictor):
+    y, x = np.mgrid[0:48, 0:40]
+    grey = ((x * 5 + y * 3) % 256).astype(np.uint8)
+    rgb = np.stack([grey, 255 - grey, (grey // 2 + 60).astype(np.uint8)], -1)
+    wide = grey.astype(np.uint16) * 257  # 16 bits, the same picture.
+    same_as_grey = [
+        Image.fromarray(grey, "L"),
+        Image.fromarray(wide),  # Mode I;16.
+        Image.fromarray(wide.astype(np.int32), "I"),  # As Pillow opens 16-bit PNGs.
+        Image.fromarray(grey.astype(np.float32) / 255.0, "F"),
+        wide,
+        wide.astype(np.uint32) << 16,
+        grey.astype(np.float64) / 255.0,
+    ]
+    texts = ["grey wool scarf"] * len(same_as_grey)
+    expected = predictor.predict([grey], texts[:1])[0]
+    for image, result in zip(same_as_grey, predictor.predict(same_as_grey, texts)):
+        for task in expected:
+            assert result[task]["score"] == pytest.approx(
+                expected[task]["score"], abs=1e-6), getattr(image, "mode", image.dtype)
+            assert result[task]["label"] == expected[task]["label"]
+    (wide_rgb,) = predictor.predict([rgb.astype(np.uint16) * 257], texts[:1])
+    assert wide_rgb == predictor.predict([rgb], texts[:1])[0]
+    # Refused, naming the mode or dtype: no faithful 8-bit reading.
+    refused = [
+        (grey.astype(np.int64), "int64 pixels"),
+        (grey.astype(np.float32), "float32 pixels must lie in [0, 1]"),
+        (-wide.astype(np.int32), "negative"),
+        (Image.new("I;16B", (4, 4)).convert("I").point(lambda v: v - 5), "negative"),
+    ]
+    results = predictor.predict([image for image, _ in refused],
+                                ["x"] * len(refused), on_error="return")
+    for (_, message), result in zip(refused, results):
+        assert result["error"].startswith("unsupported_image: ")
+        assert message in result["error"]

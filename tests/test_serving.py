@@ -18,10 +18,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
+from cmaclip_tf.image_headers import gif_frame_count
+from cmaclip_tf.image_headers import image_format_and_size
 from cmaclip_tf.serving_limits import ServingLimits
+from oversized_images import many_frame_gif
 from serving import client
-from serving.image_headers import gif_frame_count
-from serving.image_headers import image_format_and_size
 from serving.prediction_service import readable_tf_error
 from serving.server_process import ServerProcess
 
@@ -180,8 +181,9 @@ def _malformed_requests(exported):
         ),
         (
             "GIF of many frames",
-            request([_animated_gif(1000, 1000, frames=20)], ["x"]),
-            "x 20 frames gif",
+            # 100 frames of 1000 x 1000: over the 8192 x 8192 limit.
+            request([many_frame_gif(frames=100, size=1000)], ["x"]),
+            "x 100 frames gif",
         ),
         ("truncated JPEG", request([jpeg[: len(jpeg) // 3]], ["x"]), "JPEG"),
         (

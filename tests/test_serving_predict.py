@@ -1,5 +1,6 @@
 """`python -m serving.predict` on a tiny export: parity with the gRPC path,
-bad rows, JSON Lines, and resuming after a kill."""
+bad rows, JSON Lines, resuming after a kill (and refusing to resume over a
+changed input), the pixel limit and unusual image files (with `Predictor`)."""
 
 import csv
 import json
@@ -11,9 +12,17 @@ import sys
 import time
 
 import grpc
+import numpy as np
 import pytest
+import tensorflow as tf
 import tiny_export
+from PIL import Image
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from test_image_limits import OVERSIZED
+from test_image_limits import UNUSUAL
+from test_image_limits import files  # noqa: F401  Shared fixtures.
+from test_image_limits import read
+from test_image_limits import write_manifest
 from test_predictor import exported  # noqa: F401  Shared fixtures.
 from test_predictor import grey_images
 from test_predictor import predictor  # noqa: F401
@@ -21,6 +30,7 @@ from test_serving import start_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from cmaclip_tf import Predictor
 from serving import client
 from serving import predict
 
@@ -55,6 +65,13 @@ def read_csv(path):
 
 def run(*args):
     return predict.main([*map(str, args), "--no-progress"])
+
+
+@pytest.fixture
+def loaded_once(monkeypatch, predictor):
+    """`serving.predict` runs on the already loaded predictor: no reload per run."""
+    monkeypatch.setattr(predict.Predictor, "load",
+                        lambda path, max_image_pixels=None: predictor)
 
 
 def assert_same(row, prediction, tasks=tuple(tiny_export.TASKS)):
@@ -342,3 +359,135 @@ def test_the_client_exits_1_when_no_row_was_classified(tmp_path, capsys):
     assert client.main(["--server", "localhost:1", "--model-name", "cmaclip",
                         "--manifest", str(empty)]) == 1
     assert "has no rows to classify" in capsys.readouterr().err
+
+# --- The pixel limit and unusual files (issue: one image limit everywhere). ---
+
+
+def test_predictor_refuses_oversized_images(predictor, files, exported):
+    jpeg = exported.images["jpeg"]
+    for name in OVERSIZED:
+        with pytest.raises(ValueError, match=rf"example 0: image_too_large: .*{name}"):
+            predictor.predict([files[name], jpeg], ["red", "red"])
+    results = predictor.predict(
+        [files[n] for n in OVERSIZED] + [read(files["frames.gif"]), jpeg],
+        ["red"] * (len(OVERSIZED) + 2), on_error="return",
+    )
+    assert [r.get("error", "ok").split(":")[0] for r in results] == (
+        ["image_too_large"] * (len(OVERSIZED) + 1) + ["ok"]
+    )
+    # In-memory pixels are held to the same limit, before any conversion.
+    strict = Predictor(predictor._serve, predictor.tasks, predictor.labels,
+                       max_image_pixels=99)
+    (result,) = strict.predict([np.zeros((10, 10), np.uint8)], ["red"],
+                               on_error="return")
+    assert result["error"].startswith("image_too_large: an image of 100 pixels")
+
+
+def test_oversized_and_unusual_files_on_every_path(
+    predictor, exported, files, tmp_path, capsys, loaded_once
+):
+    from cmaclip_tf.datasets import load_dataset
+    from cmaclip_tf.input_pipeline import make_batches
+
+    paths = [files[n] for n in UNUSUAL]
+    texts = ["grey wool scarf", "red dress", "striped shirt"]
+    by_path = predictor.predict(paths, texts, probabilities=True)
+    expected = exported.reference_outputs([read(p) for p in paths], texts)
+    for task, labels in tiny_export.LABELS.items():
+        got = np.array([[r[task]["probabilities"][c] for c in labels] for r in by_path])
+        np.testing.assert_allclose(got, expected[f"{task}_probabilities"], atol=1e-5)
+    # Training's pipeline (manifest reader, make_batches) gives the pixels
+    # the export's preprocessing gives.
+    manifest = tmp_path / "train.csv"
+    write_manifest(manifest, [[p, t, "red"] for p, t in zip(paths, texts)])
+    dataset = load_dataset("manifest", manifest=str(manifest),
+                           val_manifest=str(manifest), num_workers=1)
+    (features, _), = make_batches(
+        dataset.split("train"), exported.text_preprocessor,
+        exported.image_preprocessor, batch_size=8, training=False,
+    ).take(1)
+    np.testing.assert_array_equal(
+        features["images"].numpy(),
+        exported.image_preprocessor(tf.constant([read(p) for p in paths])).numpy(),
+    )
+    # The same 16-bit and palette PNGs handed over as PIL images.
+    pil = predictor.predict([Image.open(p) for p in paths[::2]], texts[::2])
+    for got, want in zip(pil, by_path[::2]):
+        for task in tiny_export.TASKS:
+            assert got[task]["score"] == pytest.approx(want[task]["score"], abs=1e-6)
+
+    # serving.predict: the oversized rows are errors, the run goes on.
+    batch = tmp_path / "items.csv"
+    write_manifest(batch, [[files[n], "red"] for n in OVERSIZED]
+                   + [[p, t] for p, t in zip(paths, texts)], ("image", "text"))
+    output = tmp_path / "out.csv"
+    assert run("--model", exported.version_dir, "--manifest", batch,
+               "--output", output) == 0
+    rows = read_csv(output)
+    reasons = [r["error"].split(":")[0] for r in rows]
+    assert reasons == ["image_too_large"] * 4 + [""] * 3
+    assert "huge.png" in rows[0]["error"] and "20000x20000" in rows[0]["error"]
+    assert "errors: image_too_large 4" in capsys.readouterr().out
+    for row, want in zip(rows[4:], by_path):
+        assert_same(row, want)
+
+
+# --- Resuming checks its input (issue: prediction paths as trustworthy). ---
+
+
+def test_resume_refuses_a_changed_input_and_takes_appended_rows(
+    exported, images, predictor, tmp_path, capsys, loaded_once
+):
+    rows = [[f"id{i}", images[["jpeg", "png", "gif"][i % 3]], f"item {i}"]
+            for i in range(12)]
+    manifest = tmp_path / "items.csv"
+    output = tmp_path / "predictions.csv"
+    args = ["--model", exported.version_dir, "--manifest", manifest,
+            "--output", output, "--batch-size", "4"]
+    # As if killed after 6 rows: the first run saw only those.
+    write_csv(manifest, ["id", "image", "text"], rows[:6])
+    assert run(*args) == 0
+    capsys.readouterr()
+
+    # The same rows reversed: refused in one line, exit 2, output untouched.
+    before = output.read_bytes()
+    write_csv(manifest, ["id", "image", "text"], rows[::-1])
+    assert run(*args, "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Cannot resume" in err and "--overwrite" in err
+    assert output.read_bytes() == before
+    # One row edited inside the last batch written: refused too.
+    edited = [list(r) for r in rows]
+    edited[5][2] = "another title"
+    write_csv(manifest, ["id", "image", "text"], edited)
+    assert run(*args, "--resume") == 2
+    assert "row 6 of" in capsys.readouterr().err
+
+    # Rows appended after the predicted ones: resumed, each row once.
+    write_csv(manifest, ["id", "image", "text"], rows)
+    assert run(*args, "--resume") == 0
+    written = read_csv(output)
+    assert [row["id"] for row in written] == [f"id{i}" for i in range(12)]
+    reference = predictor.predict([r[1] for r in rows], [r[2] for r in rows])
+    for row, prediction in zip(written, reference):
+        assert_same(row, prediction)
+
+    # An output whose record is gone cannot be checked: refused.
+    os.remove(str(output) + ".resume.json")
+    assert run(*args, "--resume") == 2
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_a_manifest_with_a_byte_order_mark(
+    exported, images, predictor, tmp_path, loaded_once
+):
+    manifest = tmp_path / "excel.csv"
+    with open(manifest, "w", newline="", encoding="utf-8-sig") as f:
+        f.write(f"image,text\n{images['png']},plain blue shirt\n")
+    output = tmp_path / "out.csv"
+    assert run("--model", exported.version_dir, "--manifest", manifest,
+               "--output", output) == 0
+    (row,) = read_csv(output)
+    assert row["error"] == "" and row["image"] == images["png"]
+    assert_same(row, predictor.predict(images["png"], "plain blue shirt"))
+    assert client.read_manifest(str(manifest)) == [(images["png"], "plain blue shirt")]

@@ -9,6 +9,8 @@ import sys
 
 from cmaclip_tf.tensorflow_logs import quiet_tensorflow  # noqa: F401
 
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+
 
 def positive_int(text):
     """argparse type: an integer >= 1."""
@@ -158,6 +160,12 @@ def add_data_arguments(parser, dataset_help, labels=True,
     data.add_argument("--on-bad-record", default="skip", choices=["skip", "error"],
                       help="skip (and count) corrupt or unlabelled records, or "
                       "stop at the first with its file and row.")
+    data.add_argument("--max-image-pixels", type=non_negative_int,
+                      default=MAX_IMAGE_PIXELS,
+                      help="An image file over this many pixels (read from its "
+                      "header before decoding; GIF frames counted) is a bad "
+                      "record, image_too_large. Default: %(default)s (8192 x "
+                      "8192); 0: no limit.")
     return data
 
 

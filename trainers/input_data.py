@@ -14,6 +14,7 @@ from cmaclip_tf.input_pipeline import make_batches
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 
@@ -46,6 +47,7 @@ def load_run_data(args, tasks=None, reuse_labels=True):
         val_size=getattr(args, "val_size", None),
         val_fraction=args.val_fraction,
         on_bad_record=args.on_bad_record,
+        max_image_pixels=getattr(args, "max_image_pixels", MAX_IMAGE_PIXELS),
         label_vocabularies=labels if os.path.isfile(labels) else None,
         image_size=config["image_size"],
         synthetic_config=synthetic_noise_config(args),

@@ -3,7 +3,8 @@
 Records read with a documented fallback (Fashion-Gen text that is Latin-1,
 not UTF-8) are not bad: they are kept and counted apart, as recovered.
 
-A record is bad when its image is missing or corrupt, its text is not valid
+A record is bad when its image is missing, corrupt or over the pixel limit
+(`image_too_large`, read from its header before decoding), its text is not valid
 UTF-8, a label is outside the training vocabulary, or its row cannot be
 parsed. Readers report each one here. With the default policy `"skip"` the
 record is left out and counted once per split (a second epoch finds the same
@@ -13,6 +14,8 @@ records and does not count them again); with `"error"` the first one raises
 
 import collections
 import threading
+
+from cmaclip_tf.image_headers import IMAGE_TOO_LARGE
 
 BAD_RECORD_POLICIES = ("skip", "error")
 
@@ -26,6 +29,7 @@ LATIN1_TEXT = "latin1_text"
 REASONS = (
     MISSING_IMAGE,
     CORRUPT_IMAGE,
+    IMAGE_TOO_LARGE,
     UNDECODABLE_TEXT,
     UNKNOWN_LABEL,
     MALFORMED_ROW,

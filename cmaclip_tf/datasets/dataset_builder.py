@@ -6,6 +6,7 @@ from cmaclip_tf.datasets.label_vocabulary import LabelVocabulary
 from cmaclip_tf.datasets.multitask_dataset import SPLITS
 from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
 from cmaclip_tf.preprocessing.image_validator import ImageValidator
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 
 
 class DatasetBuilder:
@@ -21,12 +22,16 @@ class DatasetBuilder:
         tasks: task names to read, or `None` for the dataset's own.
         label_vocabularies: `LabelVocabularies` of a trained run to reuse,
             or `None` to build them from train.
+        max_image_pixels: int. Image files over this many pixels (read from
+            the header) are bad records (`image_too_large`); 0: no limit.
     """
 
     name = None
 
-    def __init__(self, spec, counter, tasks=None, label_vocabularies=None):
+    def __init__(self, spec, counter, tasks=None, label_vocabularies=None,
+                 max_image_pixels=MAX_IMAGE_PIXELS):
         self.spec = spec
+        self.max_image_pixels = max_image_pixels
         self.counter = counter
         self.tasks = list(tasks) if tasks is not None else None
         self.label_vocabularies = label_vocabularies
@@ -90,7 +95,7 @@ class DatasetBuilder:
             tasks, lambda t: (r.labels.get(t) for r in usable)
         )
         sizes = self.spec.sizes()
-        validator = ImageValidator()
+        validator = ImageValidator(self.max_image_pixels)
         sources = {}
         for split in SPLITS:
             split_records = records[split][: sizes[split]]

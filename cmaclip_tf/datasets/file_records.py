@@ -3,8 +3,8 @@
 Readers parse their index files into `FileRecord`s (path, text, label
 strings, file and row); `FileRecordSource` checks one split of them once
 (text that is not UTF-8, a label outside the training vocabulary, a missing
-or corrupt image are bad records) and then reads the good ones as raw
-examples, in any order.
+or corrupt image, one over the pixel limit are bad records) and then reads
+the good ones as raw examples, in any order.
 """
 
 import collections
@@ -160,18 +160,13 @@ class FileRecordSource:
                 )
         problem = self.validator.check_file(record.image_path)
         if problem is not None:
-            if problem.startswith("missing"):
-                return (
-                    "bad",
-                    bad_records.MISSING_IMAGE,
-                    record.location,
-                    f"{record.image_path} {problem}",
-                )
+            reason, detail = problem
+            separator = " " if reason == bad_records.MISSING_IMAGE else ": "
             return (
                 "bad",
-                bad_records.CORRUPT_IMAGE,
+                reason,
                 record.location,
-                f"{record.image_path}: {problem}",
+                f"{record.image_path}{separator}{detail}",
             )
         return (
             "ok",

@@ -49,7 +49,7 @@ def read_food101_split(data_dir, split):
     path = titles_file(data_dir, split)
     records = []
     with open(
-        path, newline="", encoding="utf-8", errors="surrogateescape"
+        path, newline="", encoding="utf-8-sig", errors="surrogateescape"
     ) as f:
         reader = csv.reader(f)
         start = 1

@@ -4,7 +4,8 @@ Columns: `image` (a path relative to the manifest's folder, or absolute),
 `text`, then one column per task. An empty label (or JSON `null`, or a
 missing key in JSON Lines) means "no label for this task": the example adds
 no loss for it (label -1). A CSV needs a header row; `.jsonl`/`.json` files
-hold one JSON object per line.
+hold one JSON object per line. Files are UTF-8, with or without the
+byte-order mark Excel's "CSV UTF-8" writes (read as `utf-8-sig`).
 
 Label vocabularies come from the training manifest (or are passed in, from a
 saved run); a label outside them in any split is a bad record naming the
@@ -141,7 +142,7 @@ def _columns(path):
                 columns += [k for k in row if k not in columns]
         return columns
     with open(
-        path, newline="", encoding="utf-8", errors="surrogateescape"
+        path, newline="", encoding="utf-8-sig", errors="surrogateescape"
     ) as f:
         return next(csv.reader(f), [])
 
@@ -149,7 +150,7 @@ def _columns(path):
 def _csv_rows(path):
     """`(line, {column: value}, problem)` per data row; problems: bad rows."""
     with open(
-        path, newline="", encoding="utf-8", errors="surrogateescape"
+        path, newline="", encoding="utf-8-sig", errors="surrogateescape"
     ) as f:
         reader = csv.reader(f)
         header = next(reader, [])
@@ -173,7 +174,7 @@ def _jsonl_rows(path):
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+                row = json.loads(raw.decode("utf-8-sig", errors="surrogateescape"))
             except json.JSONDecodeError as error:
                 yield line, None, (
                     bad_records.MALFORMED_ROW,

@@ -16,6 +16,7 @@ from cmaclip_tf.datasets.manifest import ManifestDataset
 from cmaclip_tf.datasets.split_spec import SplitSpec
 from cmaclip_tf.datasets.synthetic import SyntheticDataset
 from cmaclip_tf.datasets.tfds_source import TFDSDataset
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 
 DATASETS = {
     builder.name: builder
@@ -49,6 +50,7 @@ def load_dataset(
     val_fraction=None,
     on_bad_record="skip",
     label_vocabularies=None,
+    max_image_pixels=MAX_IMAGE_PIXELS,
     **options,
 ):
     """Loads a dataset's tasks and its train, validation and test splits.
@@ -69,6 +71,9 @@ def load_dataset(
         label_vocabularies: `LabelVocabularies`, or a run folder / JSON file
             holding them, to reuse a trained run's classes instead of
             building them from train.
+        max_image_pixels: int. An image file over this many pixels (read
+            from its header, before decoding; GIF frames counted) is a bad
+            record, `image_too_large`. Defaults to `MAX_IMAGE_PIXELS`.
         **options: what the dataset reads: `data_dir` (the raw files'
             folder for `food101` and `fashion_gen`, the TFDS data folder for
             `tfds:`), `manifest`, `val_manifest`, `test_manifest`
@@ -97,6 +102,7 @@ def load_dataset(
         label_vocabularies = LabelVocabularies.load(label_vocabularies)
     spec = SplitSpec(seed, num_examples, val_size, val_fraction)
     builder = builder_class(
-        spec, BadRecordCounter(on_bad_record), tasks, label_vocabularies
+        spec, BadRecordCounter(on_bad_record), tasks, label_vocabularies,
+        max_image_pixels,
     )
     return builder.build(**{k: v for k, v in options.items() if v is not None})

@@ -149,13 +149,12 @@ class ImagePreprocessor(tf.Module):
         new_long = tf.cast(tf.floor(size * long / short), tf.int32)
         new_height = tf.where(height <= width, size, new_long)
         new_width = tf.where(height <= width, new_long, size)
-        image = tf.cast(image, tf.float32)
         # PIL: width pass, round to uint8, height pass, round to uint8. A pass
         # to the same size is the identity for this kernel, so it is skipped.
         image = tf.cond(
             tf.equal(new_width, width),
-            lambda: image,
-            lambda: _resize(image, tf.stack([height, new_width])),
+            lambda: tf.cast(image, tf.float32),
+            lambda: _resize_width_in_strips(image, new_width),
         )
         return tf.cond(
             tf.equal(new_height, height),
@@ -192,6 +191,33 @@ def _per_channel(values):
 def _resize(image, size):
     image = tf.image.resize(image, size, "bicubic", antialias=True)
     return tf.clip_by_value(tf.round(image), 0.0, 255.0)
+
+
+# Rows per strip of the width pass: a float copy of the whole decoded image
+# (16 bytes per pixel) would be the largest buffer by far.
+STRIP_ROWS = 256
+
+
+def _resize_width_in_strips(image, new_width):
+    """The width pass on strips of rows: equal to one call, a strip in float.
+
+    Along the height the kernel is the identity (scale 1), so each row's
+    result depends on that row alone and strips give the same numbers.
+    """
+    height = tf.shape(image)[0]
+    strips = (height + STRIP_ROWS - 1) // STRIP_ROWS
+
+    def strip(i, resized):
+        rows = image[i * STRIP_ROWS : (i + 1) * STRIP_ROWS]
+        size = tf.stack([tf.shape(rows)[0], new_width])
+        return i + 1, resized.write(i, _resize(tf.cast(rows, tf.float32), size))
+
+    _, resized = tf.while_loop(
+        lambda i, _: i < strips,
+        strip,
+        [tf.constant(0), tf.TensorArray(tf.float32, strips, infer_shape=False)],
+    )
+    return tf.ensure_shape(resized.concat(), [None, None, 3])
 
 
 def _decode_jpeg(encoded_image):

@@ -4,8 +4,10 @@ A corrupt image would stop a tf.data pipeline with an error that names no
 file, and `ignore_errors()` would drop it silently. So readers decode each
 image once in Python with exactly the decoder the training graph and the
 exported model use (`ImagePreprocessor.decode`); what fails is reported as a
-bad record with its file and row, and never reaches the graph. Results are
-cached per file (path, size, modification time), so only the first epoch pays.
+bad record with its file and row, and never reaches the graph. Before that,
+the header's size is held to the pixel limit (`cmaclip_tf.image_headers`),
+so a decompression bomb is refused without decoding. Results are cached per
+file (path, size, modification time), so only the first epoch pays.
 """
 
 import contextlib
@@ -15,22 +17,36 @@ import threading
 
 import tensorflow as tf
 
+from cmaclip_tf.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.image_headers import oversized_image
 from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
+from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+
+# The reasons of `cmaclip_tf.datasets.bad_records` (which imports this module).
+MISSING_IMAGE = "missing_image"
+CORRUPT_IMAGE = "corrupt_image"
 
 
 class ImageValidator:
     """Decodes encoded images to tell good from corrupt; caches per file.
 
+    Args:
+        max_image_pixels: int. Most decoded pixels of one image, all frames
+            counted, read from the header before decoding; 0 for no limit.
+            Defaults to `MAX_IMAGE_PIXELS`.
+
     Example:
 
     ```python
     validator = ImageValidator()
-    validator.check(b"not an image")  # "Invalid image: expected JPEG, ..."
+    validator.check(b"not an image")
+    # ("corrupt_image", "Invalid image: expected JPEG, ...")
     validator.check(png_bytes)  # None
     ```
     """
 
-    def __init__(self):
+    def __init__(self, max_image_pixels=MAX_IMAGE_PIXELS):
+        self.max_image_pixels = int(max_image_pixels or 0)
         decoder = ImagePreprocessor(image_size=1)
         # Traced once here: worker threads then share one concrete function.
         self._decoded_shape = tf.function(
@@ -41,28 +57,35 @@ class ImageValidator:
         self._lock = threading.Lock()
 
     def check(self, data):
-        """`None` for a decodable image, else what was wrong (a string)."""
+        """`None` for a decodable image, else `(reason, detail)`.
+
+        Reasons: `"corrupt_image"` (empty, not an image, fails to decode) or
+        `"image_too_large"` (its header is over `max_image_pixels`).
+        """
         if not data:
-            return "empty file"
+            return CORRUPT_IMAGE, "empty file"
+        problem = oversized_image(data, self.max_image_pixels)
+        if problem is not None:
+            return IMAGE_TOO_LARGE, problem
         try:
             height, width, _ = self._decoded_shape(tf.constant(data)).numpy()
         except tf.errors.InvalidArgumentError as error:
-            return _first_line(error.message)
+            return CORRUPT_IMAGE, _first_line(error.message)
         if height < 1 or width < 1:
-            return f"decoded to an empty {height}x{width} image"
+            return CORRUPT_IMAGE, f"decoded to an empty {height}x{width} image"
         return None
 
     def read(self, path):
         """Reads and checks an image file.
 
         Returns:
-            `(data, None)` for a good image, `(None, detail)` for a missing or
-            corrupt one; `detail` starts with "missing" for a missing file.
+            `(data, None)` for a good image, `(None, (reason, detail))` for
+            a missing (`"missing_image"`), corrupt or too large one.
         """
         return self._read(path, need_data=True)
 
     def check_file(self, path):
-        """`None` for a good image file, else what is wrong (as `read`).
+        """`None` for a good image file, else `(reason, detail)` (as `read`).
 
         A file already checked (same size and modification time) is not
         read again.
@@ -80,7 +103,7 @@ class ImageValidator:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as error:
-            return None, f"missing: {error.strerror or error}"
+            return None, (MISSING_IMAGE, f"missing: {error.strerror or error}")
         if cached is ...:
             cached = self.check(data)
             with self._lock:
