@@ -10,16 +10,20 @@ the same export, batch 64 each:
 
 Each command runs as a subprocess, so its wall time includes starting up
 (imports, loading the model in every worker); each also runs on a 1-row
-manifest, and `steady rows/s = (N - 1) / (t_N - t_1)`. Memory: the resident
-set of every process of the command is sampled every 0.2 s; `peak MiB per
-worker` is the largest peak among the processes that predict (Beam's SDK
-workers; `serving.predict` itself), `launcher MiB` the command's own process.
+manifest, and `steady rows/s = (N - 1) / (t_N - t_1)`. `model rows/s per
+worker` is what `serving.beam_predict` reports of its model calls (rows over
+their summed time; start-up, reading and checking left out): the per-core
+rate to size a cluster with. With `--repeats`, the paths take turns and
+medians are reported. Memory: the resident set of every process of the
+command is sampled every 0.2 s; `peak MiB per worker` is the largest peak
+among the processes that predict (Beam's SDK workers; `serving.predict`
+itself), `launcher MiB` the command's own process.
 The Beam outputs must agree with `serving.predict`'s (labels equal, scores
 within 1e-5).
 
 ```
 python -m benchmarks.beam_predict_benchmark [--rows 2000] [--workers 1,2] \
-    [--json-out results.json]
+    [--repeats 1] [--json-out results.json]
 ```
 
 Prints a table, then the figures as JSON. Exits 1 if the outputs disagree.
@@ -29,6 +33,8 @@ import argparse
 import csv
 import glob
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +71,8 @@ def beam_command(model, manifest, prefix, workers):
 
 
 def run_sampled(argv):
-    """`(wall s, launcher peak MiB, worker peak MiB)` of a command and its children."""
+    """`(wall s, launcher peak MiB, worker peak MiB, stdout)` of a command and its
+    children."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     start = time.perf_counter()
@@ -103,7 +110,13 @@ def run_sampled(argv):
         raise RuntimeError(f"{' '.join(argv)} failed:\n{stderr[-3000:]}{stdout[-2000:]}")
     launcher = peaks.get(process.pid, 0) / MiB
     worker = max((peaks[pid] for pid in workers), default=peaks.get(process.pid, 0))
-    return elapsed, launcher, worker / MiB
+    return elapsed, launcher, worker / MiB, stdout
+
+
+def model_rate(stdout):
+    """The per-worker rate of the model calls `serving.beam_predict` prints."""
+    match = re.search(r"model calls: .*, ([0-9.]+) rows/s per worker process", stdout)
+    return float(match.group(1)) if match else float("nan")
 
 
 def read_rows(paths):
@@ -136,6 +149,8 @@ def parse_args(argv):
     parser.add_argument("--workers", default="1,2",
                         help="Comma-separated DirectRunner worker counts.")
     parser.add_argument("--model-config", default="tiny")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Rounds, the paths taking turns; medians reported.")
     parser.add_argument("--json-out")
     return parser.parse_args(argv)
 
@@ -160,25 +175,38 @@ def main(argv=None):
             lambda manifest, out, workers=workers: beam_command(
                 model_dir, manifest, out, workers))
 
-    results, outputs = [], {}
-    for number, (name, command_for) in enumerate(commands.items()):
-        prefix = os.path.join(workdir, f"path{number}")
-        t_one, _, _ = run_sampled(command_for(one_row, prefix + "_1"))
-        t_many, launcher, worker = run_sampled(command_for(many_rows, prefix + "_n"))
-        outputs[name] = sorted(glob.glob(prefix + "_n*.csv"))
+    # The paths take turns within each round, so that load from elsewhere on
+    # the machine falls on all alike; medians over the rounds.
+    measured = {name: [] for name in commands}
+    outputs = {}
+    for round_ in range(args.repeats):
+        for number, (name, command_for) in enumerate(commands.items()):
+            prefix = os.path.join(workdir, f"path{number}_round{round_}")
+            t_one = run_sampled(command_for(one_row, prefix + "_1"))[0]
+            t_many, launcher, worker, stdout = run_sampled(
+                command_for(many_rows, prefix + "_n"))
+            outputs[name] = sorted(glob.glob(prefix + "_n*.csv"))
+            measured[name].append((t_one, t_many, launcher, worker, model_rate(stdout)))
+            print(f"round {round_}, {name}: {t_many:.1f} s", file=sys.stderr, flush=True)
+    results = []
+    for name, runs in measured.items():
+        t_one, t_many, _, _, rate = (statistics.median(r[i] for r in runs)
+                                     for i in range(5))
         results.append({
             "path": name,
             "rows": args.rows,
             "wall_s": t_many,
             "start_s": t_one,
             "rows_per_s": args.rows / t_many,
+            # Undefined (nan) when noise outweighs the work: too few rows.
             "steady_rows_per_s": (
                 (args.rows - 1) / (t_many - t_one) if t_many > t_one else float("nan")
             ),
-            "launcher_mib": launcher,
-            "peak_mib_per_worker": worker,
+            "model_rows_per_s_per_worker": rate,
+            "launcher_mib": max(r[2] for r in runs),
+            "peak_mib_per_worker": max(r[3] for r in runs),
+            "wall_s_each": [r[1] for r in runs],
         })
-        print(f"{name}: {t_many:.1f} s", file=sys.stderr, flush=True)
 
     reference = read_rows(outputs["serving.predict"])
     failed = False
@@ -190,8 +218,8 @@ def main(argv=None):
         failed |= mismatches > 0
 
     print_table(results, ["path", "rows", "wall_s", "start_s", "rows_per_s",
-                          "steady_rows_per_s", "launcher_mib",
-                          "peak_mib_per_worker"], width=18, decimals=1)
+                          "steady_rows_per_s", "model_rows_per_s_per_worker",
+                          "launcher_mib", "peak_mib_per_worker"], width=16, decimals=1)
     print_json({"batch_size": BATCH_SIZE, "model_config": args.model_config,
                 "cpu_count": os.cpu_count(), "results": results}, args.json_out)
     return 1 if failed else 0

@@ -41,6 +41,7 @@ predicted, or when fewer rows were written than read.
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -96,6 +97,7 @@ class CheckRows(beam.DoFn):
                                   max_text_bytes=config.get("max_text_bytes", 0))
 
     def process(self, row):
+        row = dataclasses.replace(row)  # Beam's inputs are not ours to change.
         text = image = None
         if row.problem is None:
             text, row.problem = self._checker.check_text(row.text)
@@ -132,7 +134,7 @@ class RoutePredictions(beam.DoFn):
         row, result = keyed
         prediction = result.inference
         if "error" in prediction:
-            row.problem = prediction["error"]
+            row = dataclasses.replace(row, problem=prediction["error"])
             yield beam.pvalue.TaggedOutput(BAD, row)
             return
         yield row, prediction
@@ -231,6 +233,26 @@ def counters(result):
         name = counter.key.metric.name
         totals[name] = totals.get(name, 0) + (value or 0)
     return totals
+
+
+def model_call_line(result):
+    """Rows, batches and the rate of the model calls, from `RunInference`'s metrics.
+
+    The rate is per model copy (per worker process): rows over the summed
+    time of the calls, so start-up, reading and checking are left out.
+    """
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    latency = [d.committed or d.attempted for d in query["distributions"]
+               if d.key.metric.name.endswith("inference_batch_latency_micro_secs")]
+    latency = [d for d in latency if d is not None and d.count]
+    if not latency:
+        return None
+    rows = sum(c.committed or c.attempted or 0 for c in query["counters"]
+               if c.key.metric.name.endswith("num_inferences"))
+    batches = sum(d.count for d in latency)
+    seconds = sum(d.sum for d in latency) / 1e6
+    return (f"model calls: {rows} rows in {batches} batches ({rows / batches:.1f} "
+            f"rows each), {rows / max(seconds, 1e-9):.1f} rows/s per worker process")
 
 
 def summary_lines(totals, tasks):
@@ -336,6 +358,9 @@ def main(argv=None):
         print(line)
     errors = written - totals.get("predicted", 0)
     print(f"dead letters: {args.output}{DEAD_LETTER_SUFFIX}-*.jsonl ({errors} rows)")
+    calls = model_call_line(result)
+    if calls:
+        print(calls)
     if written != read:
         sys.stderr.write(f"{read} rows read but {written} written; see the job's "
                          "logs.\n")

@@ -1,6 +1,7 @@
 """`python -m serving.beam_predict` on a tiny export, on the DirectRunner:
 the same answers as `serving.predict` and `Predictor`, in memory and over
-two worker processes; dead letters; TFRecord input; the version it picks."""
+two worker processes; dead letters; TFRecord input; the version it picks;
+a model and manifest on a remote filesystem."""
 
 import csv
 import glob
@@ -15,6 +16,8 @@ from test_predictor import grey_images
 from test_predictor import predictor  # noqa: F401
 
 pytest.importorskip("apache_beam")
+
+from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 
 from serving import beam_predict  # noqa: E402
 from serving import predict  # noqa: E402
@@ -249,3 +252,63 @@ def test_the_highest_version_is_used(exported, tmp_path):
     assert resolve_export(str(tmp_path / "models")) == str(model_dir / "10")
     with pytest.raises(ValueError, match="not an export"):
         resolve_export(os.path.dirname(exported.bundle_dir))
+
+
+class FakeRemoteFileSystem(LocalFileSystem):
+    """`fake://PATH`: the local disk behind a scheme, as `gs://` would be.
+
+    Beam finds filesystems by subclass, so defining it registers it.
+    """
+
+    PREFIX = "fake://"
+
+    @classmethod
+    def scheme(cls):
+        return "fake"
+
+    def _local(self, path):
+        return path[len(self.PREFIX):] if path.startswith(self.PREFIX) else path
+
+    def _path_open(self, path, *args, **kwargs):
+        return super()._path_open(self._local(path), *args, **kwargs)
+
+    def exists(self, path):
+        return super().exists(self._local(path))
+
+    def metadata(self, path):
+        metadata = super().metadata(self._local(path))
+        metadata.path = self.PREFIX + metadata.path
+        return metadata
+
+    def _list(self, dir_or_prefix):
+        for metadata in super()._list(self._local(dir_or_prefix)):
+            metadata.path = self.PREFIX + metadata.path
+            yield metadata
+
+
+def test_model_and_manifest_on_a_remote_filesystem(exported, predictor, tmp_path,
+                                                   capsys):
+    model_dir = tmp_path / "models" / "cmaclip"
+    shutil.copytree(exported.version_dir, model_dir / "3")
+    names = ["jpeg", "png", "gif"]
+    for name in names:
+        (tmp_path / f"{name}.img").write_bytes(exported.images[name])
+    manifest = tmp_path / "items.csv"
+    manifest.write_text("id,image,text\n" + "".join(
+        f"{i},{name}.img,{TEXTS[i]}\n" for i, name in enumerate(names)
+    ) + "3,missing.img,x\n", encoding="utf-8")
+    prefix = str(tmp_path / "out" / "predictions")
+    remote = FakeRemoteFileSystem.PREFIX
+    assert run_beam("--model", remote + str(model_dir), "--input",
+                    remote + str(tmp_path / "*.csv"), "--output", prefix,
+                    "--probabilities") == 0
+    assert f"model: {remote}{model_dir / '3'}" in capsys.readouterr().out
+    rows, dead = read_outputs(prefix)
+    by_id = {row["id"]: row for row in rows}
+    expected = predictor.predict([exported.images[n] for n in names], TEXTS[:3],
+                                 probabilities=True)
+    for i, prediction in enumerate(expected):
+        assert_same(by_id[str(i)], prediction)
+    assert by_id["3"]["error"].startswith(
+        f"missing_image: {remote}{tmp_path / 'missing.img'}: ")
+    assert [d["row"]["id"] for d in dead] == ["3"]
