@@ -17,6 +17,7 @@ from test_predictor import predictor  # noqa: F401
 
 pytest.importorskip("apache_beam")
 
+from apache_beam.io.filesystem import FileMetadata  # noqa: E402
 from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 
 from serving import beam_predict  # noqa: E402
@@ -269,6 +270,13 @@ class FakeRemoteFileSystem(LocalFileSystem):
     def _local(self, path):
         return path[len(self.PREFIX):] if path.startswith(self.PREFIX) else path
 
+    def join(self, basepath, *paths):
+        return self.PREFIX + super().join(self._local(basepath), *paths)
+
+    def split(self, path):
+        head, tail = super().split(self._local(path))
+        return self.PREFIX + head, tail
+
     def _path_open(self, path, *args, **kwargs):
         return super()._path_open(self._local(path), *args, **kwargs)
 
@@ -281,9 +289,11 @@ class FakeRemoteFileSystem(LocalFileSystem):
         return metadata
 
     def _list(self, dir_or_prefix):
-        for metadata in super()._list(self._local(dir_or_prefix)):
-            metadata.path = self.PREFIX + metadata.path
-            yield metadata
+        for folder, _, names in os.walk(self._local(dir_or_prefix)):
+            for name in names:
+                path = os.path.join(folder, name)
+                yield FileMetadata(self.PREFIX + path, os.path.getsize(path),
+                                   os.path.getmtime(path))
 
 
 def test_model_and_manifest_on_a_remote_filesystem(exported, predictor, tmp_path,
@@ -293,10 +303,11 @@ def test_model_and_manifest_on_a_remote_filesystem(exported, predictor, tmp_path
     names = ["jpeg", "png", "gif"]
     for name in names:
         (tmp_path / f"{name}.img").write_bytes(exported.images[name])
-    manifest = tmp_path / "items.csv"
-    manifest.write_text("id,image,text\n" + "".join(
-        f"{i},{name}.img,{TEXTS[i]}\n" for i, name in enumerate(names)
-    ) + "3,missing.img,x\n", encoding="utf-8")
+    with open(tmp_path / "items.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "image", "text"])
+        writer.writerows([i, f"{name}.img", TEXTS[i]] for i, name in enumerate(names))
+        writer.writerow([3, "missing.img", "x"])
     prefix = str(tmp_path / "out" / "predictions")
     remote = FakeRemoteFileSystem.PREFIX
     assert run_beam("--model", remote + str(model_dir), "--input",
