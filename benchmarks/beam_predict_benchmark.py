@@ -161,7 +161,8 @@ def main(argv=None):
     model_dir = os.path.join(*export_tiny_model(workdir, args.model_config))
     image_paths = []
     for i, data in enumerate(sample_images()):
-        image_paths.append(os.path.join(workdir, f"image{i}.{'jpg' if i == 0 else 'png'}"))
+        extension = "jpg" if i == 0 else "png"
+        image_paths.append(os.path.join(workdir, f"image{i}.{extension}"))
         with open(image_paths[-1], "wb") as f:
             f.write(data)
     one_row = write_manifest(os.path.join(workdir, "one.csv"), 1, image_paths)

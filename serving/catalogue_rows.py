@@ -76,7 +76,9 @@ class ReadCatalogue(beam.PTransform):
     def __init__(self, patterns, input_format):
         super().__init__()
         if input_format not in FORMATS:
-            raise ValueError(f"input_format must be one of {FORMATS}; got {input_format!r}.")
+            raise ValueError(
+                f"input_format must be one of {FORMATS}; got {input_format!r}."
+            )
         self.patterns = list(patterns)
         self.input_format = input_format
 
@@ -148,8 +150,7 @@ def example_row(path, record):
                        f"({error})")
         return row
     row.fields = {
-        name: value for name, value in
-        ((name, _feature_value(feature[name])) for name in feature if name != IMAGE_COLUMN)
+        name: _feature_value(feature[name]) for name in feature if name != IMAGE_COLUMN
     }
     images = feature[IMAGE_COLUMN].bytes_list.value if IMAGE_COLUMN in feature else []
     texts = feature[TEXT_COLUMN].bytes_list.value if TEXT_COLUMN in feature else []

@@ -192,18 +192,23 @@ def test_tfrecords_to_json_lines(exported, predictor, tmp_path, capsys):
         feature = {}
         for name, value in features.items():
             if isinstance(value, int):
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                values = tf.train.Int64List(value=[value])
+                feature[name] = tf.train.Feature(int64_list=values)
             else:
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                values = tf.train.BytesList(value=[value])
+                feature[name] = tf.train.Feature(bytes_list=values)
         return tf.train.Example(features=tf.train.Features(feature=feature))
 
-    images = [exported.images["jpeg"], exported.images["png"], grey_images()["grey_png"]]
+    images = [exported.images["jpeg"], exported.images["png"],
+              grey_images()["grey_png"]]
     texts = ["Red striped cotton dress", "plain blue shirt", "grey scarf"]
     path = tmp_path / "items.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i, (image, text) in enumerate(zip(images, texts)):
-            writer.write(example(id=i, image=image, text=text.encode()).SerializeToString())
-        writer.write(example(id=3, image=images[0][:300], text=b"cut").SerializeToString())
+            writer.write(example(id=i, image=image, text=text.encode())
+                         .SerializeToString())
+        writer.write(example(id=3, image=images[0][:300], text=b"cut")
+                     .SerializeToString())
         writer.write(example(id=4, text=b"no image").SerializeToString())
         writer.write(b"not an example")
     prefix = str(tmp_path / "out" / "predictions")
@@ -296,6 +301,7 @@ class FakeRemoteFileSystem(LocalFileSystem):
                                    os.path.getmtime(path))
 
 
+@pytest.mark.large  # The same pipeline as above, through another filesystem.
 def test_model_and_manifest_on_a_remote_filesystem(exported, predictor, tmp_path,
                                                    capsys):
     model_dir = tmp_path / "models" / "cmaclip"
