@@ -38,6 +38,9 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest"],
+        # python -m serving.beam_predict: Beam needs protobuf < 7 and pillow < 13.
+        "beam": ["apache-beam>=2.77,<2.78", "google-crc32c", "protobuf>=6.31,<7",
+                 "pillow<13"],
         # Only for regenerating the Hugging Face reference fixture.
         "hf-fixture": ["torch==2.13.0", "transformers"],
     },

@@ -86,9 +86,7 @@ class PredictionWriter:
             ))
             self.file.flush()
             return
-        self._write(
-            [[_csv_value(record.get(c)) for c in self.columns] for record in records]
-        )
+        self._write([csv_fields(record, self.columns) for record in records])
 
     def _write(self, lines):
         buffer = io.StringIO()
@@ -99,6 +97,11 @@ class PredictionWriter:
 
     def close(self):
         self.file.close()
+
+
+def csv_fields(record, columns):
+    """A record's CSV fields in `columns` order (dicts and lists as JSON)."""
+    return [_csv_value(record.get(c)) for c in columns]
 
 
 def _csv_value(value):

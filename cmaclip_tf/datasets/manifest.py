@@ -148,24 +148,32 @@ def _columns(path):
 
 
 def _csv_rows(path):
-    """`(line, {column: value}, problem)` per data row; problems: bad rows."""
     with open(
         path, newline="", encoding="utf-8-sig", errors="surrogateescape"
     ) as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        start = reader.line_num + 1
-        for fields in reader:
-            line, start = start, reader.line_num + 1
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                yield line, None, (
-                    bad_records.MALFORMED_ROW,
-                    f"{len(fields)} fields where the header has {len(header)}",
-                )
-                continue
-            yield line, dict(zip(header, fields)), None
+        yield from csv_file_rows(f)
+
+
+def csv_file_rows(f):
+    """`(line, {column: value}, problem)` per data row of an open CSV text file.
+
+    `f` is opened with `newline=""` (quoted fields may span lines); problems
+    are rows whose field count differs from the header's.
+    """
+    reader = csv.reader(f)
+    header = next(reader, [])
+    start = reader.line_num + 1
+    for fields in reader:
+        line, start = start, reader.line_num + 1
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            yield line, None, (
+                bad_records.MALFORMED_ROW,
+                f"{len(fields)} fields where the header has {len(header)}",
+            )
+            continue
+        yield line, dict(zip(header, fields)), None
 
 
 def _jsonl_rows(path):
