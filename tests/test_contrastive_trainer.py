@@ -98,8 +98,8 @@ def test_learning_rate_warms_up_then_decays_on_a_cosine(tiny_clip):
     trainer = ContrastiveTrainer(_backbone(tiny_clip), tf.distribute.get_strategy(),
                                  LEARNING_RATE, WEIGHT_DECAY, total_steps=10,
                                  warmup_steps=2)
-    # Steps 0..2 ramp 0 -> lr; then lr * (1 + cos(pi * (s - 2) / 8)) / 2.
-    expected = {0: 0.0, 1: LEARNING_RATE / 2, 2: LEARNING_RATE,
+    # Steps 0, 1 ramp lr / 2 -> lr; then lr * (1 + cos(pi * (s - 2) / 8)) / 2.
+    expected = {0: LEARNING_RATE / 2, 1: LEARNING_RATE, 2: LEARNING_RATE,
                 6: LEARNING_RATE / 2, 10: 0.0}
     for step, rate in expected.items():
         trainer.optimizer.iterations.assign(step)

@@ -17,6 +17,7 @@ from cmaclip_tf.losses import clamp_logit_scale
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.metrics import retrieval_recall
 from trainers.fused_adamw import FusedAdamW
+from trainers.learning_rate_schedule import WarmupSchedule
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -35,10 +36,12 @@ class ContrastiveTrainer:
             `strategy.scope()`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The peak learning rate.
-        weight_decay: float. AdamW's decoupled weight decay.
+        weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
+            "decoupled", "rate": number}` (`trainers.fused_adamw.FusedAdamW`).
         total_steps: int. Steps of the whole run, the schedule's length;
             `None` keeps `learning_rate` constant.
-        warmup_steps: int. Steps of the linear warmup from 0.
+        warmup_steps: int. Steps of the linear warmup
+            (`trainers.learning_rate_schedule.WarmupSchedule`).
         jit_compile: bool. XLA-compile the forward and backward pass (one
             replica only).
 
@@ -59,20 +62,12 @@ class ContrastiveTrainer:
         self.variables = list(backbone.trainable_variables)
         schedule = learning_rate
         if total_steps:
-            warmup_steps = min(int(warmup_steps), int(total_steps) - 1)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0 if warmup_steps else learning_rate,
-                decay_steps=max(int(total_steps) - warmup_steps, 1),
-                warmup_target=learning_rate if warmup_steps else None,
-                warmup_steps=warmup_steps,
-            )
+            schedule = WarmupSchedule(int(total_steps), int(warmup_steps))(
+                learning_rate)
         with strategy.scope():
             self.optimizer = FusedAdamW(
                 learning_rate=schedule, weight_decay=weight_decay,
                 name="clip_optimizer",
-            )
-            self.optimizer.exclude_from_weight_decay(
-                var_list=[v for v in self.variables if len(v.shape) < 2]
             )
             self.optimizer.build(self.variables)
         self._gradients = self._loss_and_gradients

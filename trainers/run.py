@@ -110,8 +110,10 @@ def build_parser():
                           help="Steps of linear learning-rate warm-up from 0 "
                           "at the start of every stage.")
     training.add_argument("--weight-decay", type=command_line.non_negative_float,
-                          help="AdamW weight decay (not on LayerNorm scales, "
-                          "biases and the modality-attention vector).")
+                          help="Weight-decay rate, of the recipe's kind (l2 in "
+                          "the paper recipes, decoupled in synthetic; not on "
+                          "LayerNorm scales, biases and the modality-attention "
+                          "vector).")
     training.add_argument("--clip-norm", type=command_line.non_negative_float,
                           help="Clip gradients to this global norm (0: off).")
     training.add_argument("--early-stopping-patience",

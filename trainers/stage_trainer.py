@@ -34,8 +34,9 @@ class StageTrainer:
         schedule: `trainers.stage_schedule.StageSchedule`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The base learning rate.
-        weight_decay: float. AdamW's decoupled weight decay (not on vectors:
-            `trainers.group_optimizer.group_optimizer`).
+        weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
+            "decoupled", "rate": number}` (not on vectors:
+            `trainers.fused_adamw.FusedAdamW`).
         jit_compile: bool. XLA-compile the forward and backward pass.
         task_losses: `{task: fn(logits, labels) -> (sum, count)}`
             (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
@@ -46,8 +47,9 @@ class StageTrainer:
         steps_per_execution: int. Steps per `tf.function` call (and host
             sync). Defaults to 1.
         accumulate_steps: int. Micro-batches per step: each replica's batch
-            is split into this many, run one after the other. The update
-            equals one step on the whole batch. Defaults to 1.
+            is split into this many (of sizes one row apart where it does
+            not divide), run one after the other. The update equals one step
+            on the whole batch. Defaults to 1.
         clip_norm: optional float. Clip the gradients of all groups
             together to this global norm (after summing over replicas).
         learning_rate_schedule: optional callable, peak rate -> Keras
@@ -227,13 +229,15 @@ class StageTrainer:
     def _accumulated_gradients(self, features, labels, global_counts):
         """Loss and gradient sums over `accumulate_steps` micro-batches.
 
-        Counts are the whole batch's, so the sums equal one step on it.
+        Counts are the whole batch's, so the sums equal one step on it. A
+        batch that K does not divide splits into micro-batches one row apart
+        in size (rows `i n / K` to `(i + 1) n / K`): no row is left out.
         """
         parts = self.accumulate_steps
 
         def micro_batch(tensor, index):
-            size = tf.shape(tensor)[0] // parts
-            return tensor[index * size : (index + 1) * size]
+            rows = tf.shape(tensor)[0]
+            return tensor[index * rows // parts : (index + 1) * rows // parts]
 
         def body(index, loss_sums, gradient_sums):
             part_features, part_labels = tf.nest.map_structure(
