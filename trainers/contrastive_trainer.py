@@ -18,6 +18,8 @@ from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.metrics import retrieval_recall
 from trainers.fused_adamw import FusedAdamW
 from trainers.learning_rate_schedule import WarmupSchedule
+from trainers.replica_seeds import distinct_replica_seeds
+from trainers.replica_seeds import seed_states
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -60,6 +62,7 @@ class ContrastiveTrainer:
         self.strategy = strategy
         self.logit_scale = backbone.clip_head.logit_scale
         self.variables = list(backbone.trainable_variables)
+        self._seed_states = seed_states(backbone)
         schedule = learning_rate
         if total_steps:
             schedule = WarmupSchedule(int(total_steps), int(warmup_steps))(
@@ -105,7 +108,8 @@ class ContrastiveTrainer:
         return loss, tape.gradient(loss, self.variables)
 
     def _replica_train_step(self, features):
-        loss, gradients = self._gradients(features)
+        with distinct_replica_seeds(self._seed_states):
+            loss, gradients = self._gradients(features)
         # The token embeddings' gradient is sparse, one slice per token of
         # the batch; Keras's Adam squares each slice before adding a token's
         # repeats, so its step would depend on how the batch is split over

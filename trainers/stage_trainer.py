@@ -22,6 +22,8 @@ from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from trainers.evaluation import Evaluator
 from trainers.group_optimizer import group_optimizer
+from trainers.replica_seeds import distinct_replica_seeds
+from trainers.replica_seeds import seed_states
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -128,6 +130,7 @@ class StageTrainer:
         self._variables = [
             v for group in self.group_variables for v in self.group_variables[group]
         ]
+        self._seed_states = seed_states(model)
         self._gradients = tf.function(
             self._loss_and_gradients, jit_compile=jit_compile, autograph=False
         )
@@ -299,6 +302,14 @@ class StageTrainer:
             start += len(variables)
             self.optimizers[group].apply_gradients(zip(group_gradients, variables))
 
+    def _replica_loss_and_gradients(self, features, labels, global_counts):
+        """This replica's loss per task and gradients, not yet all-reduced."""
+        # Each replica its own dropout masks.
+        with distinct_replica_seeds(self._seed_states):
+            if self.accumulate_steps == 1:
+                return self._gradients(features, labels, global_counts)
+            return self._accumulated_gradients(features, labels, global_counts)
+
     def _replica_train_step(self, features, labels):
         context = tf.distribute.get_replica_context()
         global_counts = {
@@ -307,12 +318,9 @@ class StageTrainer:
             )
             for task in self.tasks
         }
-        if self.accumulate_steps == 1:
-            per_task, gradients = self._gradients(features, labels, global_counts)
-        else:
-            per_task, gradients = self._accumulated_gradients(
-                features, labels, global_counts
-            )
+        per_task, gradients = self._replica_loss_and_gradients(
+            features, labels, global_counts
+        )
         self._apply_gradients(self._summed_over_replicas(gradients))
         return per_task
 
