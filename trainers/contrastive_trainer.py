@@ -20,6 +20,7 @@ from trainers.fused_adamw import FusedAdamW
 from trainers.learning_rate_schedule import WarmupSchedule
 from trainers.replica_seeds import distinct_replica_seeds
 from trainers.replica_seeds import seed_states
+from trainers.stage_trainer import check_contrastive_under_xla
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -74,15 +75,9 @@ class ContrastiveTrainer:
             )
             self.optimizer.build(self.variables)
         self._gradients = self._loss_and_gradients
+        check_contrastive_under_xla(True, jit_compile,
+                                    strategy.num_replicas_in_sync)
         if jit_compile:
-            if strategy.num_replicas_in_sync > 1:
-                # The loss all-gathers across replicas: a collective cannot
-                # sit in a nested (XLA) function of `strategy.run`.
-                raise ValueError(
-                    "--jit-compile compiles the contrastive loss, which "
-                    "all-gathers across replicas; drop --jit-compile when "
-                    "training on several devices or workers."
-                )
             self._gradients = tf.function(self._loss_and_gradients,
                                           jit_compile=True, autograph=False)
         # No AutoGraph: nothing here branches on tensors.

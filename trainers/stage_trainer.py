@@ -28,6 +28,24 @@ from trainers.replica_seeds import seed_states
 SUM = tf.distribute.ReduceOp.SUM
 
 
+def check_contrastive_under_xla(contrastive, jit_compile, replicas):
+    """Refuses the one combination the loop cannot run.
+
+    The InfoNCE all-gathers every replica's embeddings, and a collective
+    cannot sit inside the XLA-compiled function that `strategy.run` calls
+    (TensorFlow: "merge_call called while defining a new graph").
+
+    Raises:
+        ValueError: the contrastive loss with `jit_compile` on several replicas.
+    """
+    if contrastive and jit_compile and replicas > 1:
+        raise ValueError(
+            "--jit-compile cannot compile the contrastive loss on "
+            f"{replicas} replicas (it all-gathers across them): drop "
+            "--jit-compile, or --contrastive-weight, or train on one device."
+        )
+
+
 class StageTrainer:
     """Trains the module groups a `StageSchedule` leaves unfrozen.
 
@@ -101,6 +119,8 @@ class StageTrainer:
                 "it cannot be split into micro-batches: use accumulate_steps "
                 f"1 with contrastive_weight {contrastive_weight}."
             )
+        check_contrastive_under_xla(self.contrastive_weight, jit_compile,
+                                    strategy.num_replicas_in_sync)
         with strategy.scope():
             self.contrastive_metric = keras.metrics.Mean(name="contrastive")
         self.steps_per_execution = int(steps_per_execution)

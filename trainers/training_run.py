@@ -33,6 +33,7 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+from trainers.stage_trainer import check_contrastive_under_xla
 
 # --mixed-precision to Keras's dtype policy (variables stay float32).
 DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
@@ -53,6 +54,10 @@ class TrainingRun:
         keras.mixed_precision.set_global_policy(
             DTYPE_POLICIES[args.mixed_precision])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
+        check_contrastive_under_xla(
+            getattr(args, "contrastive_weight", 0.0)
+            or args.variant == "finetuned_clip",
+            args.jit_compile, self.strategy.num_replicas_in_sync)
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
         keras.utils.set_random_seed(args.seed)
