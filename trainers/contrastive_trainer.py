@@ -32,7 +32,8 @@ class ContrastiveTrainer:
     As CLIP: AdamW, the learning rate warmed up linearly then decayed on a
     cosine to 0, weight decay sparing what open_clip spares (biases,
     LayerNorm gains, the logit scale: every weight with fewer than two
-    axes).
+    axes). Under a `mixed_float16` backbone the loss is scaled (Keras's
+    `LossScaleOptimizer`; a step whose gradients overflow is skipped).
 
     Args:
         backbone: `keras_hub.models.CLIPBackbone`, built under
@@ -68,11 +69,19 @@ class ContrastiveTrainer:
         if total_steps:
             schedule = WarmupSchedule(int(total_steps), int(warmup_steps))(
                 learning_rate)
+        # float16 gradients underflow without a loss scale (bfloat16's range
+        # is float32's).
+        self.loss_scaling = (
+            backbone.vision_encoder.dtype_policy.compute_dtype == "float16"
+        )
         with strategy.scope():
             self.optimizer = FusedAdamW(
                 learning_rate=schedule, weight_decay=weight_decay,
                 name="clip_optimizer",
             )
+            if self.loss_scaling:
+                self.optimizer = keras.optimizers.LossScaleOptimizer(
+                    self.optimizer, name="clip_optimizer_loss_scale")
             self.optimizer.build(self.variables)
         self._gradients = self._loss_and_gradients
         check_contrastive_under_xla(True, jit_compile,
@@ -100,7 +109,9 @@ class ContrastiveTrainer:
         with tf.GradientTape() as tape:
             image, text = self.embeddings(features)
             loss = global_batch_contrastive_loss(image, text, self.logit_scale)
-        return loss, tape.gradient(loss, self.variables)
+            # Times the dynamic loss scale under float16; else the loss.
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, self.variables)
 
     def _replica_train_step(self, features):
         with distinct_replica_seeds(self._seed_states):
@@ -110,6 +121,16 @@ class ContrastiveTrainer:
         # repeats, so its step would depend on how the batch is split over
         # replicas. Dense, it is Adam's step on the global batch's gradient.
         gradients = [tf.convert_to_tensor(g) for g in gradients]
+        if self.loss_scaling and self.strategy.num_replicas_in_sync > 1:
+            # The LossScaleOptimizer skips a step on replica 0's verdict
+            # (it expects all-reduced gradients): one replica's overflow
+            # must make every replica's gradients non-finite.
+            overflows = tf.distribute.get_replica_context().all_reduce(SUM, tf.add_n([
+                tf.reduce_sum(tf.cast(~tf.math.is_finite(g), tf.float32))
+                for g in gradients
+            ]))
+            poison = tf.where(overflows > 0, float("nan"), 0.0)
+            gradients = [g + tf.cast(poison, g.dtype) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         return loss
 

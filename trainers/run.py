@@ -154,11 +154,7 @@ def build_parser():
                           help="Where checkpoints, metrics and TensorBoard go.")
 
     system = command_line.add_system_arguments(parser)
-    system.add_argument("--mixed-precision", nargs="?", const="bfloat16",
-                        choices=["bfloat16", "float16"],
-                        help="Compute in bfloat16 (the flag alone; TPUs and "
-                        "GPUs from Ampere on) or float16 (older GPUs; the "
-                        "loss is scaled), weights in float32.")
+    command_line.add_mixed_precision_argument(system)
     system.add_argument("--steps-per-execution", type=command_line.positive_int,
                         default=1,
                         help="Train steps per call into the accelerator: the "

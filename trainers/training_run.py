@@ -17,6 +17,7 @@ from trainers.baseline_run import run_zero_shot
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
+from trainers.command_line import DTYPE_POLICIES
 from trainers.evaluation import TARGET_PRECISION
 from trainers.evaluation import evaluate_predictions
 from trainers.evaluation import score_thresholds
@@ -35,9 +36,6 @@ from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
 from trainers.stage_trainer import check_contrastive_under_xla
 
-# --mixed-precision to Keras's dtype policy (variables stay float32).
-DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
-                  "float16": "mixed_float16"}
 
 
 class TrainingRun:
