@@ -43,7 +43,7 @@ FLAGS = {
     "steps_per_execution": (1, 2),
     "cache_features": (False, True),
 }
-# The default tier's share: every flag on at least once, and the refusal.
+# The default tier's share: every flag on at least once, and the refusals.
 FAST = [
     {"strategy": "mirrored", "jit_compile": True, "mixed_precision": "bfloat16",
      "contrastive_weight": 0.0, "accumulate_steps": 2, "steps_per_execution": 2,
@@ -53,6 +53,9 @@ FAST = [
      "cache_features": False},
     {"strategy": "mirrored", "jit_compile": True, "mixed_precision": None,
      "contrastive_weight": 0.5, "accumulate_steps": 1, "steps_per_execution": 1,
+     "cache_features": False},
+    {"strategy": "one_device", "jit_compile": False, "mixed_precision": None,
+     "contrastive_weight": 0.5, "accumulate_steps": 2, "steps_per_execution": 1,
      "cache_features": False},
 ]
 

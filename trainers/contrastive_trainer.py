@@ -20,7 +20,7 @@ from trainers.fused_adamw import FusedAdamW
 from trainers.learning_rate_schedule import WarmupSchedule
 from trainers.replica_seeds import distinct_replica_seeds
 from trainers.replica_seeds import seed_states
-from trainers.stage_trainer import check_contrastive_under_xla
+from trainers.stage_trainer import check_contrastive_options
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -84,8 +84,8 @@ class ContrastiveTrainer:
                     self.optimizer, name="clip_optimizer_loss_scale")
             self.optimizer.build(self.variables)
         self._gradients = self._loss_and_gradients
-        check_contrastive_under_xla(True, jit_compile,
-                                    strategy.num_replicas_in_sync)
+        check_contrastive_options(True, jit_compile, 1,
+                                  strategy.num_replicas_in_sync)
         if jit_compile:
             self._gradients = tf.function(self._loss_and_gradients,
                                           jit_compile=True, autograph=False)

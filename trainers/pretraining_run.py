@@ -20,7 +20,7 @@ from trainers.input_data import load_run_data
 from trainers.run_logger import RunLogger
 from trainers.run_record import RUN_FILE
 from trainers.run_record import run_record
-from trainers.stage_trainer import check_contrastive_under_xla
+from trainers.stage_trainer import check_contrastive_options
 
 PRESET_DIR = "preset"
 # Datasets that may hold image-text pairs only: read no labels from them.
@@ -43,8 +43,8 @@ class PretrainingRun:
         keras.mixed_precision.set_global_policy(
             DTYPE_POLICIES[getattr(args, "mixed_precision", None)])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
-        check_contrastive_under_xla(True, args.jit_compile,
-                                    self.strategy.num_replicas_in_sync)
+        check_contrastive_options(True, args.jit_compile, 1,
+                                  self.strategy.num_replicas_in_sync)
         self.chief = distribution.is_chief(self.strategy)
         keras.utils.set_random_seed(args.seed)
         tasks = () if args.dataset in PAIRS_ONLY_DATASETS else None

@@ -28,16 +28,24 @@ from trainers.replica_seeds import seed_states
 SUM = tf.distribute.ReduceOp.SUM
 
 
-def check_contrastive_under_xla(contrastive, jit_compile, replicas):
-    """Refuses the one combination the loop cannot run.
+def check_contrastive_options(contrastive, jit_compile, accumulate_steps, replicas):
+    """Refuses what the contrastive loss cannot run with.
 
-    The InfoNCE all-gathers every replica's embeddings, and a collective
-    cannot sit inside the XLA-compiled function that `strategy.run` calls
-    (TensorFlow: "merge_call called while defining a new graph").
+    The InfoNCE compares every pair of the global batch, so micro-batches
+    would change it; and it all-gathers every replica's embeddings, which a
+    collective cannot do inside the XLA-compiled function that `strategy.run`
+    calls (TensorFlow: "merge_call called while defining a new graph").
 
     Raises:
-        ValueError: the contrastive loss with `jit_compile` on several replicas.
+        ValueError: the contrastive loss with `accumulate_steps` > 1, or with
+            `jit_compile` on several replicas.
     """
+    if contrastive and accumulate_steps > 1:
+        raise ValueError(
+            "--contrastive-weight compares every pair of the batch, so it "
+            f"cannot be split into --accumulate-steps {accumulate_steps} "
+            "micro-batches: drop one of the two."
+        )
     if contrastive and jit_compile and replicas > 1:
         raise ValueError(
             "--jit-compile cannot compile the contrastive loss on "
@@ -113,14 +121,8 @@ class StageTrainer:
         self.contrastive_weight = (
             0.0 if schedule.clip_frozen() else float(contrastive_weight)
         )
-        if self.contrastive_weight and accumulate_steps > 1:
-            raise ValueError(
-                "The contrastive loss compares every pair of the batch, so "
-                "it cannot be split into micro-batches: use accumulate_steps "
-                f"1 with contrastive_weight {contrastive_weight}."
-            )
-        check_contrastive_under_xla(self.contrastive_weight, jit_compile,
-                                    strategy.num_replicas_in_sync)
+        check_contrastive_options(self.contrastive_weight, jit_compile,
+                                  accumulate_steps, strategy.num_replicas_in_sync)
         with strategy.scope():
             self.contrastive_metric = keras.metrics.Mean(name="contrastive")
         self.steps_per_execution = int(steps_per_execution)

@@ -34,7 +34,7 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
-from trainers.stage_trainer import check_contrastive_under_xla
+from trainers.stage_trainer import check_contrastive_options
 
 
 
@@ -52,10 +52,7 @@ class TrainingRun:
         keras.mixed_precision.set_global_policy(
             DTYPE_POLICIES[args.mixed_precision])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
-        check_contrastive_under_xla(
-            getattr(args, "contrastive_weight", 0.0)
-            or args.variant == "finetuned_clip",
-            args.jit_compile, self.strategy.num_replicas_in_sync)
+        self.check_contrastive_options()
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
         keras.utils.set_random_seed(args.seed)
@@ -67,6 +64,20 @@ class TrainingRun:
         os.makedirs(self.workdir, exist_ok=True)
         self.model_config = None
         self.logger = RunLogger(self.workdir, enabled=self.chief)
+
+    def check_contrastive_options(self):
+        """Refuses, before anything runs, flags the contrastive loss cannot
+        run with in a stage that will use it (`check_contrastive_options`)."""
+        args = self.args
+        stages = STAGE_ORDER if args.stage == "all" else [args.stage]
+        contrastive = args.variant == "finetuned_clip" or (
+            args.variant not in BASELINES
+            and getattr(args, "contrastive_weight", 0.0) and any(
+                not stage_schedule(self.recipe, s).clip_frozen() for s in stages))
+        check_contrastive_options(
+            contrastive, args.jit_compile,
+            1 if args.variant == "finetuned_clip" else args.accumulate_steps,
+            self.strategy.num_replicas_in_sync)
 
     def log(self, message):
         if self.chief:
