@@ -44,6 +44,47 @@ def matmul_peak_flops(dtype, size=8192, repeats=20):
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+def timed(compiled, args, steps):
+    """Seconds per call of a compiled function (after one warm-up call)."""
+    jax.block_until_ready(compiled(*args))
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = compiled(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / steps
+
+
+def xla_flops(compiled):
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def measure_forward(name, batch_size, steps, model=None):
+    """One jitted inference forward pass: examples/s and XLA's FLOPs."""
+    if model is None:
+        model, _, config = create_cma_clip(name, RETAIL_TASKS, pretrained=False)
+    else:
+        model, config = model
+    x, _ = random_batch(config, batch_size, RETAIL_TASKS)
+
+    @jax.jit
+    def forward(trainable, non_trainable, x):
+        outputs, _ = model.stateless_call(trainable, non_trainable, x)
+        return outputs
+
+    args = ([v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables], x)
+    compiled = forward.lower(*args).compile()
+    flops = xla_flops(compiled)
+    seconds = timed(compiled, args, steps)
+    return {
+        "model": name, "part": "forward", "batch_size": batch_size,
+        "examples_per_second": batch_size / seconds, "step_seconds": seconds,
+        "step_flops": flops, "achieved_tflops": flops / seconds / 1e12,
+    }
+
+
 def measure(name, batch_size, steps):
     model, _, config = create_cma_clip(name, RETAIL_TASKS, pretrained=False)
     optimizer = keras.optimizers.AdamW(learning_rate=1e-5, weight_decay=1e-4)
@@ -74,9 +115,7 @@ def measure(name, batch_size, steps):
         [v.value for v in optimizer.variables],
     )
     compiled = train_step.lower(state, x, y).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    flops = xla_flops(compiled)
     loss, state = compiled(state, x, y)
     loss.block_until_ready()
     start = time.perf_counter()
@@ -85,7 +124,7 @@ def measure(name, batch_size, steps):
     loss.block_until_ready()
     seconds = (time.perf_counter() - start) / steps
     return {
-        "model": name, "batch_size": batch_size,
+        "model": name, "part": "train_step", "batch_size": batch_size,
         "examples_per_second": batch_size / seconds,
         "step_seconds": seconds, "step_flops": flops,
         "achieved_tflops": flops / seconds / 1e12,

@@ -98,8 +98,8 @@ def test_learning_rate_warms_up_then_decays_on_a_cosine(tiny_clip):
     trainer = ContrastiveTrainer(_backbone(tiny_clip), tf.distribute.get_strategy(),
                                  LEARNING_RATE, WEIGHT_DECAY, total_steps=10,
                                  warmup_steps=2)
-    # Steps 0..2 ramp 0 -> lr; then lr * (1 + cos(pi * (s - 2) / 8)) / 2.
-    expected = {0: 0.0, 1: LEARNING_RATE / 2, 2: LEARNING_RATE,
+    # Steps 0, 1 ramp lr / 2 -> lr; then lr * (1 + cos(pi * (s - 2) / 8)) / 2.
+    expected = {0: LEARNING_RATE / 2, 1: LEARNING_RATE, 2: LEARNING_RATE,
                 6: LEARNING_RATE / 2, 10: 0.0}
     for step, rate in expected.items():
         trainer.optimizer.iterations.assign(step)
@@ -132,3 +132,33 @@ def test_selection_score_is_the_mean_recall():
               "count": 10}
     assert selection_score(recall) == pytest.approx(0.55)
 
+
+
+def test_float16_scales_the_loss_and_skips_an_overflowing_step(tiny_clip):
+    import keras
+
+    from cmaclip_tf.models import load_clip
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        backbone = load_clip("tiny_clip").backbone
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    trainer = ContrastiveTrainer(backbone, tf.distribute.get_strategy(),
+                                 LEARNING_RATE, WEIGHT_DECAY)
+    assert trainer.loss_scaling
+    scale = float(trainer.optimizer.dynamic_scale.numpy())
+    assert scale > 1.0
+    before = [v.numpy().copy() for v in trainer.variables]
+    loss = _one_step(trainer, _batch(tiny_clip))
+    assert math.isfinite(loss)
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, trainer.variables))
+    # An overflow (a non-finite image) skips the step and halves the scale.
+    scale = float(trainer.optimizer.dynamic_scale.numpy())
+    before = [v.numpy().copy() for v in trainer.variables]
+    features = _batch(tiny_clip)
+    features["images"][0, 0, 0, 0] = np.inf
+    _one_step(trainer, features)
+    for b, v in zip(before, trainer.variables):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert float(trainer.optimizer.dynamic_scale.numpy()) == scale / 2

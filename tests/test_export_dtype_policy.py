@@ -14,6 +14,7 @@ from cmaclip_tf import export
 def test_a_mixed_precision_model_exports_float32_unless_asked(tmp_path):
     import keras
 
+    from cmaclip_tf.models.dtype_policy import layers_off_policy
     from cmaclip_tf.models.dtype_policy import with_dtype_policy
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -24,6 +25,10 @@ def test_a_mixed_precision_model_exports_float32_unless_asked(tmp_path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.dtype_policy.name == "mixed_bfloat16"
+    # CLIP's towers trained in bfloat16 too (a preset pins them to float32),
+    # and the float32 copy an export serves has no bfloat16 layer left.
+    assert layers_off_policy(model.clip_backbone, "mixed_bfloat16") == []
+    assert layers_off_policy(with_dtype_policy(model, "float32"), "float32") == []
     version_dir = export.export_saved_model(bundle_dir, str(tmp_path / "models"), "m")
     with open(os.path.join(version_dir, "assets", export.CONFIG_ASSET)) as f:
         assert json.load(f)["dtype_policy"] == "float32"

@@ -103,3 +103,40 @@ def test_the_update_takes_a_fraction_of_keras_adamw_graph():
     # correction, decay and learning-rate schedule anew.
     keras_ops, fused_ops = _graph_ops(_keras_adamw), _graph_ops(_fused)
     assert fused_ops < 0.5 * keras_ops, (fused_ops, keras_ops)
+
+
+def test_each_kind_of_weight_decay_moves_a_weight_by_the_expected_amount():
+    # One step from zero moments, learning rate a, decay rate λ, gradient g;
+    # TensorFlow's Adam: w -= a_t m / (√v + ε), a_t = a √(1 - β2) / (1 - β1),
+    # m = (1 - β1) g', v = (1 - β2) g'².
+    a, decay, beta_1, beta_2, epsilon = 0.1, 0.5, 0.9, 0.999, 1e-3
+    rng = np.random.default_rng(3)
+    kernel = rng.normal(size=(3, 2)).astype("float32")
+    bias = rng.normal(size=(2,)).astype("float32")
+    gradients = [rng.normal(size=(3, 2)).astype("float32") * 1e-3,
+                 rng.normal(size=(2,)).astype("float32") * 1e-3]
+
+    def adam(weight, gradient):
+        a_t = a * np.sqrt(1 - beta_2) / (1 - beta_1)
+        m, v = (1 - beta_1) * gradient, (1 - beta_2) * gradient**2
+        return weight - a_t * m / (np.sqrt(v) + epsilon)
+
+    expected = {
+        # AdamW: shrink by a λ w, then Adam on the gradient alone.
+        "decoupled": adam(kernel * (1 - a * decay), gradients[0]),
+        # Adam with weight decay (PyTorch's): λ w joins the gradient.
+        "l2": adam(kernel, gradients[0] + decay * kernel),
+    }
+    for kind, want in expected.items():
+        variables = [tf.Variable(kernel), tf.Variable(bias)]
+        optimizer = group_optimizer(variables, a, {"kind": kind, "rate": decay},
+                                    beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+        optimizer.apply([tf.constant(g) for g in gradients], variables)
+        np.testing.assert_allclose(variables[0].numpy(), want, rtol=1e-5, err_msg=kind)
+        # The two kinds differ by far more than rounding.
+        assert np.max(np.abs(want - adam(kernel, gradients[0]))) > 1e-3
+        # Vectors never decay.
+        np.testing.assert_allclose(variables[1].numpy(), adam(bias, gradients[1]),
+                                   rtol=1e-5, err_msg=kind)
+    # A plain number is the decoupled kind (older recipes).
+    assert group_optimizer([tf.Variable(kernel)], a, 0.5).weight_decay_kind == "decoupled"

@@ -49,7 +49,9 @@ def test_the_paper_settings_are_in_the_paper_recipes():
         assert recipe["selection_metric"] == metric
         stages = recipe["stages"]
         assert (stages["warmup"]["epochs"], stages["end2end"]["epochs"]) == epochs
-        assert {s["weight_decay"] for s in stages.values()} == {1e-4}
+        # "Adam with weight decay": an L2 term in the gradient (PyTorch's).
+        for fields in stages.values():
+            assert fields["weight_decay"] == {"kind": "l2", "rate": 1e-4}
 
 
 def test_every_dataset_gets_the_default_recipe():
@@ -131,6 +133,10 @@ def test_flags_override_single_values_and_a_stage_flag_wins():
         "clip": 0.1, "fusion": 1.0, "modality_attention": 1.0, "heads": 1.0}
     assert stages["warmup"]["schedule"] == "constant"
     assert stages["end2end"]["schedule"] == "cosine"  # Untouched.
+    # --weight-decay sets the rate and keeps the recipe's kind.
+    args = run_cli.build_parser().parse_args(["--weight-decay", "0.01"])
+    assert resolve_recipe("fashion_gen", recipe_overrides(args))["stages"][
+        "end2end"]["weight_decay"] == {"kind": "l2", "rate": 0.01}
     # Flags left out change nothing.
     assert resolve_recipe("paper_fashion_gen", recipe_overrides(
         run_cli.build_parser().parse_args([]))) == resolve_recipe("paper_fashion_gen")
@@ -150,7 +156,9 @@ def test_a_recipe_file_may_leave_out_the_paper_table_and_defaults(tmp_path):
     end2end = recipe["stages"]["end2end"]
     assert end2end["learning_rate_multipliers"] == {
         "clip": 0.1, "fusion": 1.0, "modality_attention": 1.0, "heads": 1.0}
-    assert (end2end["warmup_steps"], end2end["weight_decay"]) == (10, 0.05)
+    # A plain number is AdamW's decoupled decay (the older recipes' form).
+    assert (end2end["warmup_steps"], end2end["weight_decay"]) == (
+        10, {"kind": "decoupled", "rate": 0.05})
     assert end2end["clip_norm"] is None and end2end["early_stopping_patience"] is None
     assert recipe["selection_metric"] == "recall_at_90_precision"
     assert recipe["source"] == str(path)
@@ -169,6 +177,10 @@ def test_a_recipe_file_may_leave_out_the_paper_table_and_defaults(tmp_path):
     ({"learnig_rate": 1.0}, "unknown field 'learnig_rate' in the recipe"),
     ({"selection_metric": "f1"}, "selection_metric must be one of"),
     ({"loss": "focal"}, "loss: Unknown loss 'focal'"),
+    ({"stages.warmup.weight_decay": {"kind": "l1", "rate": 1e-4}},
+     "stages.warmup.weight_decay must be a number or {\"kind\": 'decoupled' | 'l2'"),
+    ({"stages.*.weight_decay": -1.0},
+     "stages.warmup.weight_decay's rate must be a number >= 0; got -1.0"),
     ({"loss": {"name": "gce", "k": 1}}, "loss: Loss 'gce' has no parameter"),
     ({"loss": {"color": "ce", "style": "mae"}}, "loss.style: Unknown loss 'mae'"),
 ])
@@ -197,9 +209,10 @@ def _rates(schedule, peak, steps):
 
 
 def test_warmup_rises_linearly_then_cosine_falls_to_zero():
-    # 4 warm-up steps from 0, then a half cosine over the 8 steps left of 12.
+    # 4 warm-up steps, the first already at a quarter of the peak (open_clip's
+    # (s + 1) / warmup), then a half cosine over the 8 steps left of 12.
     rates = _rates(WarmupSchedule(total_steps=12, warmup_steps=4), 2.0, 13)
-    assert rates[:5] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert rates[:5] == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.0])
     for step in range(4, 13):
         expected = 2.0 * 0.5 * (1 + math.cos(math.pi * (step - 4) / 8))
         assert rates[step] == pytest.approx(expected, abs=1e-6), step
@@ -207,16 +220,22 @@ def test_warmup_rises_linearly_then_cosine_falls_to_zero():
     assert rates[12] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_no_step_of_a_warmup_runs_at_rate_zero():
+    for warmup in (1, 2, 7):
+        rates = _rates(WarmupSchedule(total_steps=20, warmup_steps=warmup), 1.0, 20)
+        assert rates[0] == pytest.approx(1.0 / warmup) and min(rates[:-1]) > 0
+
+
 def test_constant_after_warmup_and_cosine_without_one():
     rates = _rates(WarmupSchedule(total_steps=10, warmup_steps=2, decay="constant"),
                    1e-3, 10)
-    assert rates == pytest.approx([0.0, 5e-4] + [1e-3] * 8)
+    assert rates == pytest.approx([5e-4] + [1e-3] * 9)
     rates = _rates(WarmupSchedule(total_steps=4), 1.0, 5)
     assert rates == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5,
                                    0.5 - 0.5 * math.cos(math.pi / 4), 0.0], abs=1e-6)
     # A stage shorter than its warm-up warms up over its whole length.
     rates = _rates(WarmupSchedule(total_steps=2, warmup_steps=5), 1.0, 2)
-    assert rates == pytest.approx([0.0, 0.5])
+    assert rates == pytest.approx([0.5, 1.0])
 
 
 def test_the_loss_and_its_parameters_are_in_the_recipe_and_the_flag_wins(tmp_path):

@@ -105,3 +105,41 @@ def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny
            for y in labels_["color"]]
     assert val == [int(y) for _, labels_ in clean.eval_batches("validation", 8)
                    for y in labels_["color"]]
+
+
+def test_the_cache_fingerprint_covers_preprocessing_and_precision(catalogue):
+    import dataclasses
+
+    from micro_model import micro_model_config
+
+    from trainers.stage_schedule import STAGES
+    from trainers.stage_trainer import StageTrainer
+
+    dataset = load_dataset("manifest", manifest=catalogue["train"],
+                           val_manifest=catalogue["val"])
+    data = RunData(dataset, seed=4)
+
+    def fingerprint(config=None, clip_changes=None, dtype=None):
+        model, clip, model_config = create_cma_clip(
+            micro_model_config(), dataset.tasks.num_classes, dtype=dtype)
+        if clip_changes:
+            converter = type(clip.image_converter).from_config(
+                {**clip.image_converter.get_config(), **clip_changes})
+            clip = dataclasses.replace(clip, image_converter=converter)
+        data.prepare(clip, {**model_config, **(config or {})})
+        trainer = StageTrainer(model, STAGES["warmup"],
+                               tf.distribute.get_strategy(), 1e-3, 0.0)
+        return data.cache_fingerprint(trainer)
+
+    # The warm-up's frozen CLIP is the preset's: the same weights each time.
+    base = fingerprint()
+    assert fingerprint() == base
+    length = micro_model_config()["sequence_length"]
+    for changed in (
+        fingerprint({"sequence_length": length - 1}),
+        fingerprint(clip_changes={"image_size": (40, 40)}),
+        fingerprint(clip_changes={"interpolation": "nearest"}),
+        fingerprint(clip_changes={"scale": 0.5}),
+        fingerprint(dtype="mixed_bfloat16"),
+    ):
+        assert changed != base

@@ -188,20 +188,24 @@ def _adam_first_step(weight, gradient, learning_rate, epsilon, beta_2=0.999):
     return weight - learning_rate * root * gradient / (root * np.abs(gradient) + epsilon)
 
 
-def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic):
-    # 2 steps of 16 examples, as 4 micro-batches of 4 or at once; Adam with a
-    # large epsilon, so the update follows the gradient's size (with the
-    # default one, a gradient off by a factor K would go unseen).
+@pytest.mark.parametrize("batch,parts", [(16, 4), (7, 3)])
+def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batch, parts):
+    # 2 steps of 16 examples, as 4 micro-batches of 4 or at once (or of 7,
+    # which 3 does not divide: micro-batches of 2, 2 and 3, no row left out);
+    # Adam with a large epsilon, so the update follows the gradient's size
+    # (with the default one, a gradient off by a factor K would go unseen).
     model, data, _, _ = _setup(synthetic, "tuning")
     features, labels = _one_batch(data, 32)
+    features = {k: v[:2 * batch] for k, v in features.items()}
+    labels = {k: v[:2 * batch] for k, v in labels.items()}
     initial = _snapshot(model.weights)
     results = []
-    for accumulate in (1, 4):
+    for accumulate in (1, parts):
         for variable, value in zip(model.weights, initial):
             variable.assign(value)
         trainer = _trainer(model, accumulate_steps=accumulate,
                            optimizer_options={"epsilon": 1.0})
-        losses = _steps(trainer, features, labels, 16, 2)
+        losses = _steps(trainer, features, labels, batch, 2)
         results.append((_snapshot(model.weights), losses))
     (whole, whole_losses), (accumulated, accumulated_losses) = results
     moved = max(np.max(np.abs(w - i)) for w, i in zip(whole, initial))

@@ -187,6 +187,21 @@ def add_system_arguments(parser):
     return system
 
 
+# --mixed-precision to Keras's dtype policy (variables stay float32).
+DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
+                  "float16": "mixed_float16"}
+
+
+def add_mixed_precision_argument(group):
+    """`--mixed-precision` (`DTYPE_POLICIES`), for `trainers/run.py` and
+    `trainers/pretrain.py`."""
+    group.add_argument("--mixed-precision", nargs="?", const="bfloat16",
+                       choices=["bfloat16", "float16"],
+                       help="Compute in bfloat16 (the flag alone; TPUs and "
+                       "GPUs from Ampere on) or float16 (older GPUs; the "
+                       "loss is scaled), weights in float32.")
+
+
 def check_dataset_name(parser, name):
     """Exits with a usage error for a dataset `load_dataset` does not know.
 

@@ -23,6 +23,7 @@ from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import write_json
 from trainers.contrastive_trainer import ContrastiveTrainer
 from trainers.contrastive_trainer import selection_score
+from trainers.fused_adamw import weight_decay_setting
 
 STAGE = "contrastive"
 
@@ -32,7 +33,8 @@ class ContrastiveSettings:
     """How a contrastive stage trains.
 
     Attributes:
-        epochs, batch_size (global), weight_decay: as named.
+        epochs, batch_size (global): as named.
+        weight_decay: a number (decoupled) or `{"kind", "rate"}` (`FusedAdamW`).
         learning_rate: the peak of the schedule (warmup, then cosine to 0
             at the last step).
         warmup_fraction: share of all steps spent warming up.
@@ -128,11 +130,12 @@ class ContrastiveStage:
                             {"epoch": 0, "validation": start})
             if self.chief:
                 write_json(start_path, start)
+            decay_kind, decay_rate = weight_decay_setting(settings.weight_decay)
             self.logger.hparams(STAGE, {
                 **self.hparams, "epochs": settings.epochs,
                 "batch_size": settings.batch_size,
                 "learning_rate": settings.learning_rate,
-                "weight_decay": settings.weight_decay,
+                "weight_decay": decay_rate, "weight_decay_kind": decay_kind,
                 "replicas": self.strategy.num_replicas_in_sync,
             })
             self.logger.scalars(STAGE, "validation", 0, _recall_scalars(start))

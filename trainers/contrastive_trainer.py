@@ -17,6 +17,10 @@ from cmaclip_tf.losses import clamp_logit_scale
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.metrics import retrieval_recall
 from trainers.fused_adamw import FusedAdamW
+from trainers.learning_rate_schedule import WarmupSchedule
+from trainers.replica_seeds import distinct_replica_seeds
+from trainers.replica_seeds import seed_states
+from trainers.stage_trainer import check_contrastive_options
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -28,17 +32,20 @@ class ContrastiveTrainer:
     As CLIP: AdamW, the learning rate warmed up linearly then decayed on a
     cosine to 0, weight decay sparing what open_clip spares (biases,
     LayerNorm gains, the logit scale: every weight with fewer than two
-    axes).
+    axes). Under a `mixed_float16` backbone the loss is scaled (Keras's
+    `LossScaleOptimizer`; a step whose gradients overflow is skipped).
 
     Args:
         backbone: `keras_hub.models.CLIPBackbone`, built under
             `strategy.scope()`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The peak learning rate.
-        weight_decay: float. AdamW's decoupled weight decay.
+        weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
+            "decoupled", "rate": number}` (`trainers.fused_adamw.FusedAdamW`).
         total_steps: int. Steps of the whole run, the schedule's length;
             `None` keeps `learning_rate` constant.
-        warmup_steps: int. Steps of the linear warmup from 0.
+        warmup_steps: int. Steps of the linear warmup
+            (`trainers.learning_rate_schedule.WarmupSchedule`).
         jit_compile: bool. XLA-compile the forward and backward pass (one
             replica only).
 
@@ -57,34 +64,29 @@ class ContrastiveTrainer:
         self.strategy = strategy
         self.logit_scale = backbone.clip_head.logit_scale
         self.variables = list(backbone.trainable_variables)
+        self._seed_states = seed_states(backbone)
         schedule = learning_rate
         if total_steps:
-            warmup_steps = min(int(warmup_steps), int(total_steps) - 1)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0 if warmup_steps else learning_rate,
-                decay_steps=max(int(total_steps) - warmup_steps, 1),
-                warmup_target=learning_rate if warmup_steps else None,
-                warmup_steps=warmup_steps,
-            )
+            schedule = WarmupSchedule(int(total_steps), int(warmup_steps))(
+                learning_rate)
+        # float16 gradients underflow without a loss scale (bfloat16's range
+        # is float32's).
+        self.loss_scaling = (
+            backbone.vision_encoder.dtype_policy.compute_dtype == "float16"
+        )
         with strategy.scope():
             self.optimizer = FusedAdamW(
                 learning_rate=schedule, weight_decay=weight_decay,
                 name="clip_optimizer",
             )
-            self.optimizer.exclude_from_weight_decay(
-                var_list=[v for v in self.variables if len(v.shape) < 2]
-            )
+            if self.loss_scaling:
+                self.optimizer = keras.optimizers.LossScaleOptimizer(
+                    self.optimizer, name="clip_optimizer_loss_scale")
             self.optimizer.build(self.variables)
         self._gradients = self._loss_and_gradients
+        check_contrastive_options(True, jit_compile, 1,
+                                  strategy.num_replicas_in_sync)
         if jit_compile:
-            if strategy.num_replicas_in_sync > 1:
-                # The loss all-gathers across replicas: a collective cannot
-                # sit in a nested (XLA) function of `strategy.run`.
-                raise ValueError(
-                    "--jit-compile compiles the contrastive loss, which "
-                    "all-gathers across replicas; drop --jit-compile when "
-                    "training on several devices or workers."
-                )
             self._gradients = tf.function(self._loss_and_gradients,
                                           jit_compile=True, autograph=False)
         # No AutoGraph: nothing here branches on tensors.
@@ -107,15 +109,28 @@ class ContrastiveTrainer:
         with tf.GradientTape() as tape:
             image, text = self.embeddings(features)
             loss = global_batch_contrastive_loss(image, text, self.logit_scale)
-        return loss, tape.gradient(loss, self.variables)
+            # Times the dynamic loss scale under float16; else the loss.
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, self.variables)
 
     def _replica_train_step(self, features):
-        loss, gradients = self._gradients(features)
+        with distinct_replica_seeds(self._seed_states):
+            loss, gradients = self._gradients(features)
         # The token embeddings' gradient is sparse, one slice per token of
         # the batch; Keras's Adam squares each slice before adding a token's
         # repeats, so its step would depend on how the batch is split over
         # replicas. Dense, it is Adam's step on the global batch's gradient.
         gradients = [tf.convert_to_tensor(g) for g in gradients]
+        if self.loss_scaling and self.strategy.num_replicas_in_sync > 1:
+            # The LossScaleOptimizer skips a step on replica 0's verdict
+            # (it expects all-reduced gradients): one replica's overflow
+            # must make every replica's gradients non-finite.
+            overflows = tf.distribute.get_replica_context().all_reduce(SUM, tf.add_n([
+                tf.reduce_sum(tf.cast(~tf.math.is_finite(g), tf.float32))
+                for g in gradients
+            ]))
+            poison = tf.where(overflows > 0, float("nan"), 0.0)
+            gradients = [g + tf.cast(poison, g.dtype) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         return loss
 

@@ -234,7 +234,8 @@ def effective_settings(args):
         "recipe": recipe["name"],
         "batch size": recipe["batch_size"],
         "learning rate": recipe["learning_rate"],
-        "weight decay": recipe["stages"]["warmup"]["weight_decay"],
+        "weight decay": "{rate} ({kind})".format(
+            **recipe["stages"]["warmup"]["weight_decay"]),
     }
 
 

@@ -13,7 +13,8 @@ Memory stays flat however large the split: rows are written as batches come
 and read back with `os.pread` in any order (an epoch's permutation), so
 nothing is held in host memory but the batches in flight, and the page cache
 (not the process) holds what the disk does not. A cache whose fingerprint
-(stage, frozen weights, examples) matches is reused, e.g. after a restart.
+(stage, frozen weights, examples, preprocessing, dtype policy:
+`RunData.cache_fingerprint`) matches is reused, e.g. after a restart.
 """
 
 import hashlib

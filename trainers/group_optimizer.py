@@ -1,6 +1,5 @@
 """The optimizer of one module group: AdamW (fused, `FusedAdamW`) on
-gradients already summed over replicas, without weight decay on vectors,
-loss-scaled under float16.
+gradients already summed over replicas, loss-scaled under float16.
 
 `StageTrainer` sums the gradients of every group across replicas in one
 all-reduce, then clips them by their global norm (which needs the summed
@@ -42,10 +41,11 @@ def group_optimizer(
     Args:
         variables: the group's trainable variables.
         learning_rate: float or a Keras learning-rate schedule.
-        weight_decay: float. AdamW's decoupled weight decay, applied to
-            matrices only: LayerNorm scales, biases, the modality-attention
-            vector and CLIP's class embedding (every variable with fewer than
-            two dimensions) do not decay, as in open_clip and big_vision.
+        weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
+            "decoupled", "rate": number}` (`FusedAdamW`), applied to matrices
+            only: LayerNorm scales, biases, the modality-attention vector and
+            CLIP's class embedding (every variable with fewer than two
+            dimensions) do not decay, as in open_clip and big_vision.
         loss_scaling: bool. Wrap it in `keras.optimizers.LossScaleOptimizer`
             (float16 compute).
         name: optional name.
@@ -57,9 +57,6 @@ def group_optimizer(
     optimizer = PreReducedAdamW(
         learning_rate=learning_rate, weight_decay=weight_decay, name=name,
         **adam_options,
-    )
-    optimizer.exclude_from_weight_decay(
-        var_list=[v for v in variables if len(v.shape) < 2]
     )
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(

@@ -223,20 +223,28 @@ class RunData:
     def cache_features(self, trainer, batch_size, directory):
         """The frozen front of the model over train, on disk (`FeatureCache`).
 
-        Reuses a complete cache in `directory` computed from the same frozen
-        weights and records (after a restart, say).
+        Reuses a complete cache in `directory` with the same
+        `cache_fingerprint` (after a restart, say).
         """
-        fingerprint = weights_fingerprint(
-            trainer.frozen_variables(), trainer.input_depth,
-            self.dataset.name, self.num_train_examples, self.dataset.description,
-            self.seed, self.label_noise,
-        )
         return FeatureCache.build(
             directory,
             self._batches(self._noisy(self.dataset.split("train")), batch_size,
                           training=False),
             tf.function(trainer.features_at_depth, autograph=False),
-            fingerprint,
+            self.cache_fingerprint(trainer),
+        )
+
+    def cache_fingerprint(self, trainer):
+        """A hash of everything a cached feature depends on: the frozen
+        weights and the depth, the records (and their label noise), the
+        text and image preprocessing (sequence length, tokenizer, image
+        size, resizing, normalization) and the dtype policy computing it."""
+        return weights_fingerprint(
+            trainer.frozen_variables(), trainer.input_depth,
+            self.dataset.name, self.num_train_examples, self.dataset.description,
+            self.seed, self.label_noise, self._prepared_for,
+            [f"{layer.path}:{layer.dtype_policy.name}"
+             for layer in trainer.model._flatten_layers()],
         )
 
     def save_inference_bundle(self, directory, model, clip, config, metadata):

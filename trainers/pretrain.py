@@ -77,7 +77,8 @@ def build_parser():
                           "and the epochs' order.")
     training.add_argument("--workdir", default="runs/pretrain",
                           help="Where the preset, checkpoints and TensorBoard go.")
-    command_line.add_system_arguments(parser)
+    system = command_line.add_system_arguments(parser)
+    command_line.add_mixed_precision_argument(system)
     return parser
 
 

@@ -12,6 +12,7 @@ from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.clip_loader import save_clip_preset
 from trainers import distribution
 from trainers.checkpoints import write_json
+from trainers.command_line import DTYPE_POLICIES
 from trainers.contrastive_stage import STAGE
 from trainers.contrastive_stage import ContrastiveSettings
 from trainers.contrastive_stage import ContrastiveStage
@@ -19,6 +20,7 @@ from trainers.input_data import load_run_data
 from trainers.run_logger import RunLogger
 from trainers.run_record import RUN_FILE
 from trainers.run_record import run_record
+from trainers.stage_trainer import check_contrastive_options
 
 PRESET_DIR = "preset"
 # Datasets that may hold image-text pairs only: read no labels from them.
@@ -37,7 +39,12 @@ class PretrainingRun:
         self.args = args
         self.argv = list(argv)
         self.workdir = args.workdir
+        # Always set: runs in one process must not inherit another's policy.
+        keras.mixed_precision.set_global_policy(
+            DTYPE_POLICIES[getattr(args, "mixed_precision", None)])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
+        check_contrastive_options(True, args.jit_compile, 1,
+                                  self.strategy.num_replicas_in_sync)
         self.chief = distribution.is_chief(self.strategy)
         keras.utils.set_random_seed(args.seed)
         tasks = () if args.dataset in PAIRS_ONLY_DATASETS else None

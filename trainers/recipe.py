@@ -31,7 +31,10 @@ least this many steps; `--epochs` and `--<stage>-epochs` set it to 0);
 of the base rate, `null` = frozen; groups left out keep the paper's table,
 `trainers.stage_schedule.STAGES`); `schedule` (`cosine` or `constant`, after
 `warmup_steps` of linear warm-up, or `warmup_fraction` of the stage's
-steps if that is more); `weight_decay`; `clip_norm` (global
+steps if that is more); `weight_decay`, `{"kind": "l2" |
+"decoupled", "rate": ...}` (`l2`: Adam with an L2 term in the gradient, as
+PyTorch's `Adam(weight_decay=...)` and the paper; `decoupled`: AdamW's; a
+plain number reads as decoupled; vectors never decay); `clip_norm` (global
 gradient norm; 0 or `null`: no clipping); `early_stopping_patience` (epochs
 without a better validation score before the stage stops; 0 or `null`:
 never).
@@ -176,6 +179,7 @@ def resolve_recipe(name_or_path, overrides=None):
         multipliers = dict(STAGES[stage].learning_rate_multipliers)
         multipliers.update(fields.get("learning_rate_multipliers", {}))
         fields["learning_rate_multipliers"] = multipliers
+        _normalize_weight_decay(fields, f"stages.{stage}")
         resolved["stages"][stage] = fields
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -196,7 +200,8 @@ def recipe_overrides(args):
         "selection_metric": None if metric == "auto" else metric,
         "loss": flag("loss"),
         "stages.*.epochs": flag("epochs"),
-        "stages.*.weight_decay": flag("weight_decay"),
+        # The rate only: the recipe's kind stays.
+        "stages.*.weight_decay.rate": flag("weight_decay"),
         "stages.*.schedule": flag("lr_schedule"),
         "stages.*.warmup_steps": flag("warmup_steps"),
         # A flag's value is taken as given: no share, no minimum on top.
@@ -296,7 +301,9 @@ def _check(recipe):
         _require(fields, "min_steps", _is_int(0), "an integer >= 0", where)
         _require(fields, "warmup_fraction", lambda v: _is_number(0.0)(v) and v < 1,
                  "a number in [0, 1)", where)
-        _require(fields, "weight_decay", _is_number(0.0), "a number >= 0", where)
+        _require(fields, "weight_decay", lambda v: v is not None,
+                 'a number or {"kind": ..., "rate": ...}', where)
+        _normalize_weight_decay(fields, where)
         if fields.get("schedule") not in DECAYS:
             raise ValueError(f"Recipe: {where}.schedule must be one of {DECAYS}; "
                              f"got {fields.get('schedule')!r}.")
@@ -318,6 +325,19 @@ def _check(recipe):
                     f"a number > 0, or null for frozen; got {value!r}.")
         if not StageSchedule(stage, multipliers).trainable_groups():
             raise ValueError(f"Recipe: {where} freezes every module group.")
+
+
+def _normalize_weight_decay(fields, where):
+    """`fields["weight_decay"]` as `{"kind", "rate"}` (a number: decoupled)."""
+    from trainers.fused_adamw import weight_decay_setting  # TensorFlow: late.
+
+    if "weight_decay" not in fields:
+        return
+    try:
+        kind, rate = weight_decay_setting(fields["weight_decay"])
+    except ValueError as error:
+        raise ValueError(f"Recipe: {where}.{error}") from None
+    fields["weight_decay"] = {"kind": kind, "rate": rate}
 
 
 def _check_loss(spec):

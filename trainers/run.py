@@ -114,8 +114,10 @@ def build_parser():
                           help="Steps of linear learning-rate warm-up from 0 "
                           "at the start of every stage.")
     training.add_argument("--weight-decay", type=command_line.non_negative_float,
-                          help="AdamW weight decay (not on LayerNorm scales, "
-                          "biases and the modality-attention vector).")
+                          help="Weight-decay rate, of the recipe's kind (l2 in "
+                          "the paper recipes, decoupled in synthetic; not on "
+                          "LayerNorm scales, biases and the modality-attention "
+                          "vector).")
     training.add_argument("--clip-norm", type=command_line.non_negative_float,
                           help="Clip gradients to this global norm (0: off).")
     training.add_argument("--early-stopping-patience",
@@ -161,11 +163,7 @@ def build_parser():
                           "over.")
 
     system = command_line.add_system_arguments(parser)
-    system.add_argument("--mixed-precision", nargs="?", const="bfloat16",
-                        choices=["bfloat16", "float16"],
-                        help="Compute in bfloat16 (the flag alone; TPUs and "
-                        "GPUs from Ampere on) or float16 (older GPUs; the "
-                        "loss is scaled), weights in float32.")
+    command_line.add_mixed_precision_argument(system)
     system.add_argument("--steps-per-execution", type=command_line.positive_int,
                         default=1,
                         help="Train steps per call into the accelerator: the "

@@ -22,8 +22,36 @@ from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from trainers.evaluation import Evaluator
 from trainers.group_optimizer import group_optimizer
+from trainers.replica_seeds import distinct_replica_seeds
+from trainers.replica_seeds import seed_states
 
 SUM = tf.distribute.ReduceOp.SUM
+
+
+def check_contrastive_options(contrastive, jit_compile, accumulate_steps, replicas):
+    """Refuses what the contrastive loss cannot run with.
+
+    The InfoNCE compares every pair of the global batch, so micro-batches
+    would change it; and it all-gathers every replica's embeddings, which a
+    collective cannot do inside the XLA-compiled function that `strategy.run`
+    calls (TensorFlow: "merge_call called while defining a new graph").
+
+    Raises:
+        ValueError: the contrastive loss with `accumulate_steps` > 1, or with
+            `jit_compile` on several replicas.
+    """
+    if contrastive and accumulate_steps > 1:
+        raise ValueError(
+            "--contrastive-weight compares every pair of the batch, so it "
+            f"cannot be split into --accumulate-steps {accumulate_steps} "
+            "micro-batches: drop one of the two."
+        )
+    if contrastive and jit_compile and replicas > 1:
+        raise ValueError(
+            "--jit-compile cannot compile the contrastive loss on "
+            f"{replicas} replicas (it all-gathers across them): drop "
+            "--jit-compile, or --contrastive-weight, or train on one device."
+        )
 
 
 class StageTrainer:
@@ -34,8 +62,9 @@ class StageTrainer:
         schedule: `trainers.stage_schedule.StageSchedule`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The base learning rate.
-        weight_decay: float. AdamW's decoupled weight decay (not on vectors:
-            `trainers.group_optimizer.group_optimizer`).
+        weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
+            "decoupled", "rate": number}` (not on vectors:
+            `trainers.fused_adamw.FusedAdamW`).
         jit_compile: bool. XLA-compile the forward and backward pass.
         task_losses: `{task: fn(logits, labels) -> (sum, count)}`
             (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
@@ -46,8 +75,9 @@ class StageTrainer:
         steps_per_execution: int. Steps per `tf.function` call (and host
             sync). Defaults to 1.
         accumulate_steps: int. Micro-batches per step: each replica's batch
-            is split into this many, run one after the other. The update
-            equals one step on the whole batch. Defaults to 1.
+            is split into this many (of sizes one row apart where it does
+            not divide), run one after the other. The update equals one step
+            on the whole batch. Defaults to 1.
         clip_norm: optional float. Clip the gradients of all groups
             together to this global norm (after summing over replicas).
         learning_rate_schedule: optional callable, peak rate -> Keras
@@ -91,12 +121,8 @@ class StageTrainer:
         self.contrastive_weight = (
             0.0 if schedule.clip_frozen() else float(contrastive_weight)
         )
-        if self.contrastive_weight and accumulate_steps > 1:
-            raise ValueError(
-                "The contrastive loss compares every pair of the batch, so "
-                "it cannot be split into micro-batches: use accumulate_steps "
-                f"1 with contrastive_weight {contrastive_weight}."
-            )
+        check_contrastive_options(self.contrastive_weight, jit_compile,
+                                  accumulate_steps, strategy.num_replicas_in_sync)
         with strategy.scope():
             self.contrastive_metric = keras.metrics.Mean(name="contrastive")
         self.steps_per_execution = int(steps_per_execution)
@@ -126,6 +152,7 @@ class StageTrainer:
         self._variables = [
             v for group in self.group_variables for v in self.group_variables[group]
         ]
+        self._seed_states = seed_states(model)
         self._gradients = tf.function(
             self._loss_and_gradients, jit_compile=jit_compile, autograph=False
         )
@@ -227,13 +254,15 @@ class StageTrainer:
     def _accumulated_gradients(self, features, labels, global_counts):
         """Loss and gradient sums over `accumulate_steps` micro-batches.
 
-        Counts are the whole batch's, so the sums equal one step on it.
+        Counts are the whole batch's, so the sums equal one step on it. A
+        batch that K does not divide splits into micro-batches one row apart
+        in size (rows `i n / K` to `(i + 1) n / K`): no row is left out.
         """
         parts = self.accumulate_steps
 
         def micro_batch(tensor, index):
-            size = tf.shape(tensor)[0] // parts
-            return tensor[index * size : (index + 1) * size]
+            rows = tf.shape(tensor)[0]
+            return tensor[index * rows // parts : (index + 1) * rows // parts]
 
         def body(index, loss_sums, gradient_sums):
             part_features, part_labels = tf.nest.map_structure(
@@ -295,6 +324,14 @@ class StageTrainer:
             start += len(variables)
             self.optimizers[group].apply_gradients(zip(group_gradients, variables))
 
+    def _replica_loss_and_gradients(self, features, labels, global_counts):
+        """This replica's loss per task and gradients, not yet all-reduced."""
+        # Each replica its own dropout masks.
+        with distinct_replica_seeds(self._seed_states):
+            if self.accumulate_steps == 1:
+                return self._gradients(features, labels, global_counts)
+            return self._accumulated_gradients(features, labels, global_counts)
+
     def _replica_train_step(self, features, labels):
         context = tf.distribute.get_replica_context()
         global_counts = {
@@ -303,12 +340,9 @@ class StageTrainer:
             )
             for task in self.tasks
         }
-        if self.accumulate_steps == 1:
-            per_task, gradients = self._gradients(features, labels, global_counts)
-        else:
-            per_task, gradients = self._accumulated_gradients(
-                features, labels, global_counts
-            )
+        per_task, gradients = self._replica_loss_and_gradients(
+            features, labels, global_counts
+        )
         self._apply_gradients(self._summed_over_replicas(gradients))
         return per_task
 

@@ -18,6 +18,7 @@ from trainers.baseline_run import run_zero_shot
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
+from trainers.command_line import DTYPE_POLICIES
 from trainers.data_summary import class_summary
 from trainers.evaluation import TARGET_PRECISION
 from trainers.evaluation import evaluate_predictions
@@ -38,6 +39,7 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+from trainers.stage_trainer import check_contrastive_options
 from trainers.workdir_state import check_workdir
 from trainers.workdir_state import clear_workdir
 from trainers.workdir_state import data_record
@@ -45,9 +47,6 @@ from trainers.workdir_state import write_data_record
 from trainers.zero_shot_initialization import start_from_zero_shot
 
 BAD_RECORDS_FILE = "bad_records.csv"
-# --mixed-precision to Keras's dtype policy (variables stay float32).
-DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
-                  "float16": "mixed_float16"}
 
 
 class TrainingRun:
@@ -64,6 +63,7 @@ class TrainingRun:
         keras.mixed_precision.set_global_policy(
             DTYPE_POLICIES[args.mixed_precision])
         self.strategy = distribution.create_strategy(args.strategy, args.tpu)
+        self.check_contrastive_options()
         self.chief = distribution.is_chief(self.strategy)
         self.worker = distribution.worker_id(self.strategy)
         keras.utils.set_random_seed(args.seed)
@@ -104,6 +104,20 @@ class TrainingRun:
                 f"{self.data.num_train_examples:,} training examples)")
             recipe["batch_size"] = batch
         return batch
+
+    def check_contrastive_options(self):
+        """Refuses, before anything runs, flags the contrastive loss cannot
+        run with in a stage that will use it (`check_contrastive_options`)."""
+        args = self.args
+        stages = STAGE_ORDER if args.stage == "all" else [args.stage]
+        contrastive = args.variant == "finetuned_clip" or (
+            args.variant not in BASELINES
+            and getattr(args, "contrastive_weight", 0.0) and any(
+                not stage_schedule(self.recipe, s).clip_frozen() for s in stages))
+        check_contrastive_options(
+            contrastive, args.jit_compile,
+            1 if args.variant == "finetuned_clip" else args.accumulate_steps,
+            self.strategy.num_replicas_in_sync)
 
     def log(self, message):
         if self.chief:
@@ -522,7 +536,8 @@ class TrainingRun:
             "learning_rate": self.recipe["learning_rate"],
             "lr_schedule": plan["schedule"],
             "warmup_steps": warmup_steps,
-            "weight_decay": plan["weight_decay"],
+            "weight_decay": plan["weight_decay"]["rate"],
+            "weight_decay_kind": plan["weight_decay"]["kind"],
             "clip_norm": plan["clip_norm"] or 0.0,
             "batch_size": batch_size, "epochs": epochs,
             "accumulate_steps": self.args.accumulate_steps,

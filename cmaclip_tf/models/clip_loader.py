@@ -18,6 +18,7 @@ import keras_hub
 import numpy as np
 
 from cmaclip_tf.layers.matmul_einsum_dense import use_matmul_projections
+from cmaclip_tf.models.dtype_policy import with_dtype_policy
 
 # keras-hub's CLIPTextEncoder hard-codes 1e-6 for its final LayerNorm and does
 # not serialize it; CLIP (and every released checkpoint) uses 1e-5.
@@ -88,7 +89,7 @@ def resolve_preset(preset):
     return preset
 
 
-def load_clip(preset, load_weights=True):
+def load_clip(preset, load_weights=True, dtype=None):
     """Loads CLIP from a keras-hub preset name or a local preset folder.
 
     Args:
@@ -97,6 +98,10 @@ def load_clip(preset, load_weights=True):
             `trainers/pretrain.py` write), `tiny_clip` (random) or
             `tiny_clip_pretrained`.
         load_weights: bool. False builds the architecture with random weights.
+        dtype: optional dtype policy name; default: the global policy
+            (`keras.mixed_precision.set_global_policy`). Every layer of both
+            encoders computes in it, whatever the preset's `config.json`
+            pinned (its nested encoders' `float32`); variables stay float32.
 
     Returns:
         `CLIPComponents` with the backbone (vision and text encoders and their
@@ -108,6 +113,7 @@ def load_clip(preset, load_weights=True):
     backbone = keras_hub.models.CLIPBackbone.from_preset(
         path, load_weights=load_weights
     )
+    backbone = with_dtype_policy(backbone, dtype or keras.config.dtype_policy())
     set_text_layer_norm_epsilon(backbone.text_encoder)
     use_matmul_projections(backbone)
     tokenizer = keras_hub.models.CLIPTokenizer.from_preset(path)

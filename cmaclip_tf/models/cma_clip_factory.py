@@ -28,13 +28,14 @@ def create_cma_clip(
             `clip_architecture` with random weights and loads no preset (the
             tokenizer and image converter are then None), e.g. to benchmark
             `vit_b32` offline.
-        dtype: optional dtype policy name for the model.
+        dtype: optional dtype policy name for the model, CLIP's encoders
+            included; default: the global policy.
     """
     config = get_model_config(model_config)
     if clip_preset:
         config["clip_preset"] = clip_preset
     if pretrained:
-        clip = load_clip(config["clip_preset"])
+        clip = load_clip(config["clip_preset"], dtype=dtype)
         backbone = clip.backbone
     else:
         backbone = build_clip_backbone(config["clip_architecture"], dtype=dtype)

@@ -19,7 +19,8 @@ def with_dtype_policy(model, policy=SERVING_DTYPE_POLICY):
             `mixed_float16`.
 
     Returns:
-        `model` itself if it already runs under `policy`, else a new model.
+        `model` itself if every layer already runs under `policy`, else a new
+        model.
 
     Example:
     ```python
@@ -28,12 +29,27 @@ def with_dtype_policy(model, policy=SERVING_DTYPE_POLICY):
     ```
     """
     policy = keras.dtype_policies.get(policy)
-    if model.dtype_policy.name == policy.name:
+    if not layers_off_policy(model, policy):
         return model
     config = _with_policy(keras.saving.serialize_keras_object(model), policy.name)
     copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def layers_off_policy(model, policy=None):
+    """The layers of `model` (itself and every nested one) whose dtype
+    policy is not `policy` (default: the global one), as `path: policy`.
+
+    A keras-hub preset's `config.json` pins each nested encoder's policy, so
+    a model can run under mixed precision at the top and in float32 below.
+    """
+    name = keras.dtype_policies.get(policy or keras.config.dtype_policy()).name
+    return [f"{layer.path or layer.name}: {layer.dtype_policy.name}"
+            for layer in model._flatten_layers()
+            # An input layer computes nothing.
+            if not isinstance(layer, keras.layers.InputLayer)
+            and layer.dtype_policy.name != name]
 
 
 def _with_policy(config, name):
