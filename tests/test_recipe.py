@@ -135,7 +135,7 @@ def test_flags_override_single_values_and_a_stage_flag_wins():
     assert stages["end2end"]["schedule"] == "cosine"  # Untouched.
     # --weight-decay sets the rate and keeps the recipe's kind.
     args = run_cli.build_parser().parse_args(["--weight-decay", "0.01"])
-    assert resolve_recipe("fashion_gen", recipe_overrides(args))["stages"][
+    assert resolve_recipe("paper_fashion_gen", recipe_overrides(args))["stages"][
         "end2end"]["weight_decay"] == {"kind": "l2", "rate": 0.01}
     # Flags left out change nothing.
     assert resolve_recipe("paper_fashion_gen", recipe_overrides(

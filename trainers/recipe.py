@@ -154,7 +154,7 @@ def resolve_recipe(name_or_path, overrides=None):
 
     Example:
     ```python
-    recipe = resolve_recipe("fashion_gen", {"stages.*.epochs": 1})
+    recipe = resolve_recipe("paper_fashion_gen", {"stages.*.epochs": 1})
     recipe["stages"]["end2end"]["warmup_steps"]  # 500
     ```
     """
