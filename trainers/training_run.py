@@ -8,12 +8,16 @@ import time
 import keras
 import numpy as np
 
+from cmaclip_tf.atomic_files import atomic_path
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
+from cmaclip_tf.models.lora import enable_clip_lora
+from cmaclip_tf.models.lora import parameter_count
 from cmaclip_tf.variants import BASELINES
 from trainers import distribution
 from trainers.baseline_run import run_finetuned_clip
 from trainers.baseline_run import run_zero_shot
+from trainers.checkpoints import WISE_FT_WEIGHTS_FILE
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
@@ -33,6 +37,10 @@ from trainers.run_record import run_record
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import previous_stage
 from trainers.stage_trainer import StageTrainer
+from trainers.weight_average import averaged_weights
+from trainers.wise_ft import START_WEIGHTS_FILE
+from trainers.wise_ft import choose_alpha
+from trainers.wise_ft import wise_ft_alphas
 
 # --mixed-precision to Keras's dtype policy (variables stay float32).
 DTYPE_POLICIES = {None: "float32", "bfloat16": "mixed_bfloat16",
@@ -58,7 +66,8 @@ class TrainingRun:
         keras.utils.set_random_seed(args.seed)
         # Data first, every record checked: a missing file, a bad argument or
         # a bad record under --on-bad-record error leaves no workdir.
-        self.data = load_run_data(args)
+        self.data = load_run_data(args,
+                                  augmentation=self.recipe["augmentation"])
         self.split_sizes = self.data.dataset.num_examples
         self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
         os.makedirs(self.workdir, exist_ok=True)
@@ -175,6 +184,9 @@ class TrainingRun:
         plan = recipe["stages"][stage]
         schedule = stage_schedule(recipe, stage)
         model, clip, config = self.build_model()
+        if plan["lora_rank"]:
+            with self.strategy.scope():  # The factors are new variables.
+                enable_clip_lora(model, plan["lora_rank"])
         learning_rate = recipe["learning_rate"]
         weight_decay = plan["weight_decay"]
         batch_size = recipe["batch_size"]
@@ -195,7 +207,8 @@ class TrainingRun:
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
-            task_losses=task_losses(recipe["loss"], list(self.tasks), default="ce"),
+            task_losses=task_losses(recipe["loss"], list(self.tasks), default="ce",
+                                    label_smoothing=recipe["label_smoothing"]),
             contrastive_weight=getattr(args, "contrastive_weight", 0.0),
             steps_per_execution=args.steps_per_execution,
             accumulate_steps=args.accumulate_steps,
@@ -205,10 +218,13 @@ class TrainingRun:
                 decay=plan["schedule"],
             ),
             optimizer_options=recipe["optimizer"],
+            ema_decay=plan["ema_decay"],
         )
+        if plan["lora_rank"]:
+            self.log_lora(stage, plan["lora_rank"], model, trainer)
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
-            worker=self.worker,
+            worker=self.worker, weight_average=trainer.weight_average,
         )
         if checkpoints.is_done():
             self.log(f"[{stage}] Already finished in {stage_dir}; skipping.")
@@ -222,10 +238,22 @@ class TrainingRun:
             )
         else:
             self.initial_weights(stage, model)
+        wise_ft_start = os.path.join(stage_dir, START_WEIGHTS_FILE)
+        if (wise_ft_alphas(plan["wise_ft"]) and self.chief
+                and not os.path.isfile(wise_ft_start)):
+            # θ_0 of WiSE-FT: the stage's start (before a resume's restore
+            # the file exists already).
+            with atomic_path(wise_ft_start) as tmp:
+                model.save_weights(tmp)
 
         self.data.prepare(clip, config)
         cache = None
-        if args.cache_features and trainer.input_depth != "raw":
+        if (args.cache_features and trainer.input_depth != "raw"
+                and self.recipe["augmentation"]):
+            self.log(f"[{stage}] No feature cache: it would hold un-augmented "
+                     f"features, and --augment {self.recipe['augmentation']} "
+                     "needs the images; reading them instead.")
+        elif args.cache_features and trainer.input_depth != "raw":
             cache_dir = os.path.join(stage_dir, "feature_cache")
             if not self.chief:
                 cache_dir = os.path.join(cache_dir, f"worker_{self.worker}")
@@ -272,24 +300,28 @@ class TrainingRun:
             if trainer.steps_run < steps - first_step:
                 self.log(f"[{stage}] The training data ended after "
                          f"{first_step + trainer.steps_run} of {steps} steps.")
-            predictions = trainer.predict(validation)
-            metrics = evaluate_predictions(predictions, self.tasks)
-            score = self.selection_score(metrics)
-            global_step = (epoch + 1) * steps
-            summary = ", ".join(
-                f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
-                f"{m.get('recall_at_90_precision', 0):.3f} "
-                f"λ {m.get('image_weight_mean', 0):.2f}"
-                for t, m in metrics.items()
-            )
-            self.log(f"[{stage}] validation {summary}; score {score:.4f}")
-            self.log_record_counts(stage)
-            if score > float(checkpoints.best_score):
-                checkpoints.save_best(
-                    score, {"epoch": epoch + 1, "score": score, "validation": metrics},
-                    epoch + 1,
+            # With an EMA, the average is what is validated and kept best.
+            with averaged_weights(trainer):
+                predictions = trainer.predict(validation)
+                metrics = evaluate_predictions(predictions, self.tasks)
+                score = self.selection_score(metrics)
+                global_step = (epoch + 1) * steps
+                summary = ", ".join(
+                    f"{t}: acc {m.get('accuracy', 0):.3f} r@p90 "
+                    f"{m.get('recall_at_90_precision', 0):.3f} "
+                    f"λ {m.get('image_weight_mean', 0):.2f}"
+                    for t, m in metrics.items()
                 )
-                self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
+                self.log(f"[{stage}] validation{' (EMA)' * bool(plan['ema_decay'])} "
+                         f"{summary}; score {score:.4f}")
+                self.log_record_counts(stage)
+                if score > float(checkpoints.best_score):
+                    checkpoints.save_best(
+                        score,
+                        {"epoch": epoch + 1, "score": score, "validation": metrics},
+                        epoch + 1,
+                    )
+                    self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
             checkpoints.save_latest(epoch + 1, 0)
             # Logging comes after the checkpoints: it can never cost an epoch.
             self.logger.epoch(
@@ -303,7 +335,7 @@ class TrainingRun:
             self.logger.attention_maps(stage, global_step, model, self.data)
 
         result = self.finish_stage(stage, model, trainer, checkpoints, clip,
-                                   config, micro_batch_size)
+                                   config, micro_batch_size, plan)
         if cache is not None and not args.keep_feature_cache:
             cache.delete()
         return result
@@ -333,11 +365,25 @@ class TrainingRun:
                  f"{best_epoch}).")
         return True
 
+    def log_lora(self, stage, rank, model, trainer):
+        """How much of the model LoRA leaves to train."""
+        trained = parameter_count(trainer._variables)
+        clip = parameter_count(trainer.group_variables.get("clip", []))
+        total = parameter_count(model.weights)
+        self.log(f"[{stage}] LoRA rank {rank} on CLIP's query and value "
+                 f"projections: trains {trained:,} of {total:,} parameters "
+                 f"({100 * trained / total:.1f}%), {clip:,} of them in CLIP.")
+
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
-                     batch_size):
+                     batch_size, plan=None):
         if os.path.isfile(checkpoints.best_weights_path):
             model.load_weights(checkpoints.best_weights_path)
         result = {"best_score": float(checkpoints.best_score)}
+        alphas = wise_ft_alphas((plan or {}).get("wise_ft"))
+        start = os.path.join(checkpoints.stage_dir, START_WEIGHTS_FILE)
+        if alphas and os.path.isfile(checkpoints.best_weights_path):
+            result["wise_ft"] = self.wise_ft(stage, model, trainer, checkpoints,
+                                             start, alphas, batch_size)
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
                 self.data.eval_batches(split, batch_size)
@@ -358,6 +404,31 @@ class TrainingRun:
             )
         checkpoints.mark_done(result)
         return result
+
+    def wise_ft(self, stage, model, trainer, checkpoints, start, alphas,
+                batch_size):
+        """Picks WiSE-FT's α on validation; the model keeps that CLIP, and
+        the stage's weights file for later stages (`wise_ft.weights.h5`)
+        too. Returns what done.json records."""
+        validation = self.strategy.experimental_distribute_dataset(
+            self.data.eval_batches("validation", batch_size))
+
+        def score():
+            return self.selection_score(evaluate_predictions(
+                trainer.predict(validation), self.tasks))
+
+        alpha, scores = choose_alpha(model, start, checkpoints.best_weights_path,
+                                     alphas, score)
+        self.log(f"[{stage}] WiSE-FT, validation score by α (CLIP = (1-α) "
+                 "start + α fine-tuned): "
+                 + ", ".join(f"{a:g}: {s:.4f}" for a, s in scores.items())
+                 + f"; chose α = {alpha:g}.")
+        if self.chief:
+            with atomic_path(os.path.join(checkpoints.stage_dir,
+                                          WISE_FT_WEIGHTS_FILE)) as tmp:
+                model.save_weights(tmp)
+        return {"alpha": alpha,
+                "validation_scores": {f"{a:g}": s for a, s in scores.items()}}
 
     # --- Metrics and reports. ---
 
@@ -392,6 +463,11 @@ class TrainingRun:
             "label_noise": self.args.label_noise,
             "contrastive_weight": getattr(self.args, "contrastive_weight", 0.0),
             "mixed_precision": self.args.mixed_precision or "none",
+            "augmentation": self.recipe["augmentation"] or "none",
+            "label_smoothing": float(self.recipe["label_smoothing"]),
+            "ema_decay": float(plan["ema_decay"] or 0.0),
+            "wise_ft": json.dumps(plan["wise_ft"]),
+            "lora_rank": int(plan["lora_rank"] or 0),
         }
 
     def write_metrics(self):
