@@ -267,6 +267,14 @@ def _check_top_tools(recipe):
     if not (_is_number(0.0)(smoothing) and smoothing < 1.0):
         raise ValueError(f"Recipe: label_smoothing must be a number in [0, 1); "
                          f"got {smoothing!r}.")
+    spec = recipe["loss"]
+    specs = (spec.values() if isinstance(spec, dict) and "name" not in spec
+             else [spec])
+    names = {one if isinstance(one, str) else one.get("name") for one in specs}
+    if smoothing and names - {"ce"}:
+        raise ValueError(f"Recipe: label_smoothing {smoothing} applies to the "
+                         f"ce loss only; the loss is {spec!r}. Set "
+                         "label_smoothing to 0 or use --loss ce.")
 
 
 def _check_stage_tools(fields, where, clip_frozen):
