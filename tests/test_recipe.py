@@ -25,7 +25,8 @@ def test_every_built_in_recipe_resolves_with_every_stage_complete():
         for stage, fields in recipe["stages"].items():
             assert sorted(fields) == sorted([
                 "epochs", "learning_rate_multipliers", "schedule", "warmup_steps",
-                "weight_decay", "clip_norm", "early_stopping_patience"]), (name, stage)
+                "weight_decay", "clip_norm", "early_stopping_patience",
+                "ema_decay", "wise_ft", "lora_rank"]), (name, stage)
             assert stage_schedule(recipe, stage).frozen_groups() == (
                 STAGES[stage].frozen_groups())
 
