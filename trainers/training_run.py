@@ -231,19 +231,17 @@ class TrainingRun:
             with open(checkpoints.done_path) as f:
                 return json.load(f)
 
-        if checkpoints.restore_latest():
+        resumed = checkpoints.restore_latest()
+        if resumed:
             self.log(
                 f"[{stage}] Resuming from {checkpoints.manager.latest_checkpoint} "
                 f"(epoch {int(checkpoints.epoch)}, step {int(checkpoints.step)})."
             )
         else:
             self.initial_weights(stage, model)
-        wise_ft_start = os.path.join(stage_dir, START_WEIGHTS_FILE)
-        if (wise_ft_alphas(plan["wise_ft"]) and self.chief
-                and not os.path.isfile(wise_ft_start)):
-            # θ_0 of WiSE-FT: the stage's start (before a resume's restore
-            # the file exists already).
-            with atomic_path(wise_ft_start) as tmp:
+        if wise_ft_alphas(plan["wise_ft"]) and self.chief and not resumed:
+            # WiSE-FT's θ_0: the stage's start (a resumed stage wrote it).
+            with atomic_path(os.path.join(stage_dir, START_WEIGHTS_FILE)) as tmp:
                 model.save_weights(tmp)
 
         self.data.prepare(clip, config)
@@ -367,7 +365,8 @@ class TrainingRun:
 
     def log_lora(self, stage, rank, model, trainer):
         """How much of the model LoRA leaves to train."""
-        trained = parameter_count(trainer._variables)
+        trained = parameter_count(
+            v for group in trainer.group_variables.values() for v in group)
         clip = parameter_count(trainer.group_variables.get("clip", []))
         total = parameter_count(model.weights)
         self.log(f"[{stage}] LoRA rank {rank} on CLIP's query and value "
@@ -381,7 +380,10 @@ class TrainingRun:
         result = {"best_score": float(checkpoints.best_score)}
         alphas = wise_ft_alphas((plan or {}).get("wise_ft"))
         start = os.path.join(checkpoints.stage_dir, START_WEIGHTS_FILE)
-        if alphas and os.path.isfile(checkpoints.best_weights_path):
+        if alphas and not os.path.isfile(start):
+            self.log(f"[{stage}] No WiSE-FT: the stage began without it, so "
+                     f"its start weights ({start}) were not kept.")
+        elif alphas and os.path.isfile(checkpoints.best_weights_path):
             result["wise_ft"] = self.wise_ft(stage, model, trainer, checkpoints,
                                              start, alphas, batch_size)
         for split in ("validation", "test"):
