@@ -257,12 +257,13 @@ def test_tools_are_off_by_default_and_checked():
 def test_run_with_every_tool_exports_the_average_and_the_chosen_alpha(tmp_path):
     workdir = str(tmp_path / "run")
     out = run_trainer("run", [
-        *QUICK, "--epochs", "1", "--workdir", workdir, "--ema-decay", "0.9",
-        "--augment", "crop+randaugment", "--label-smoothing", "0.1",
+        *QUICK, "--warmup-epochs", "0", "--end2end-epochs", "1",
+        "--tuning-epochs", "1", "--workdir", workdir, "--ema-decay", "0.9",
+        "--augment", "crop", "--label-smoothing", "0.1",
         "--wise-ft", "--lora-rank", "2", "--cache-features"])
     assert "[warmup] No feature cache: it would hold un-augmented" in out
     assert "[end2end] LoRA rank 2 on CLIP's query and value projections" in out
-    assert "[warmup] validation (EMA)" in out
+    assert "[end2end] validation (EMA)" in out
     assert "WiSE-FT, validation score by α" in out
     recipe = json.load(open(os.path.join(workdir, "recipe.json")))
     assert recipe["stages"]["end2end"]["lora_rank"] == 2
