@@ -367,11 +367,16 @@ class TrainingRun:
         """How much of the model LoRA leaves to train."""
         trained = parameter_count(
             v for group in trainer.group_variables.values() for v in group)
-        clip = parameter_count(trainer.group_variables.get("clip", []))
-        total = parameter_count(model.weights)
+        lora = parameter_count(trainer.group_variables.get("clip", []))
+        backbone = model.clip_backbone
+        towers = parameter_count(
+            v for tower in (backbone.vision_encoder, backbone.text_encoder)
+            for v in tower.weights
+            if "float" in str(v.dtype) and "lora_kernel" not in v.path)
         self.log(f"[{stage}] LoRA rank {rank} on CLIP's query and value "
-                 f"projections: trains {trained:,} of {total:,} parameters "
-                 f"({100 * trained / total:.1f}%), {clip:,} of them in CLIP.")
+                 f"projections: trains {trained:,} parameters, {lora:,} of them "
+                 f"in CLIP (its towers hold {towers:,}); without LoRA: "
+                 f"{trained - lora + towers:,}.")
 
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
                      batch_size, plan=None):
