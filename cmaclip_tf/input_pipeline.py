@@ -38,6 +38,8 @@ def make_batches(
     drop_remainder=None,
     num_parallel_calls=tf.data.AUTOTUNE,
     include_ids=False,
+    augment=None,
+    first_position=0,
 ):
     """Batches a raw split for the model, in the split's order.
 
@@ -55,6 +57,12 @@ def make_batches(
         drop_remainder: bool or `None` (= `training`).
         num_parallel_calls: parallelism of image decoding.
         include_ids: add the examples' `"id"` (string `[B]`) to the features.
+        augment: optional `fn(pixels, position) -> pixels` (training only,
+            e.g. `ImageAugmentation.for_epoch(epoch)`): applied to each
+            image's square crop in [0, 255], before CLIP's normalization;
+            `position` is the example's index in `raw_split` plus
+            `first_position` (so a resumed epoch draws as the whole one).
+        first_position: int. The position of `raw_split`'s first example.
 
     Returns:
         `tf.data.Dataset` of `(features, labels)`: features `{"images":
@@ -66,13 +74,16 @@ def make_batches(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     image_spec = raw_split.element_spec["image"]
     if image_spec.dtype == tf.string:
-        preprocess_image = image_preprocessor.preprocess_bytes
+        decode = image_preprocessor.decode
     else:
-        preprocess_image = image_preprocessor.preprocess_pixels
+        decode = tf.convert_to_tensor
 
-    def per_example(example):
+    def per_example(example, position=None):
+        pixels = image_preprocessor.crop_pixels(decode(example["image"]))
+        if augment is not None:
+            pixels = augment(pixels, position)
         return {
-            "images": preprocess_image(example["image"]),
+            "images": image_preprocessor.normalize(pixels),
             "text": example["text"],
             "labels": example["labels"],
             "id": example["id"],
@@ -89,8 +100,12 @@ def make_batches(
             features["id"] = batch["id"]
         return features, batch["labels"]
 
+    if augment is not None:
+        raw_split = raw_split.enumerate(start=first_position)
     dataset = raw_split.map(
-        per_example, num_parallel_calls=num_parallel_calls, deterministic=True
+        (lambda position, example: per_example(example, position))
+        if augment is not None else per_example,
+        num_parallel_calls=num_parallel_calls, deterministic=True,
     )
     dataset = dataset.batch(
         batch_size,

@@ -30,7 +30,8 @@ def test_every_built_in_recipe_resolves_with_every_stage_complete():
             assert sorted(fields) == sorted([
                 "epochs", "learning_rate_multipliers", "schedule", "warmup_steps",
                 "weight_decay", "clip_norm", "early_stopping_patience",
-                "min_steps", "warmup_fraction"]), (name, stage)
+                "min_steps", "warmup_fraction", "ema_decay", "wise_ft",
+                "lora_rank"]), (name, stage)
             assert stage_schedule(recipe, stage).frozen_groups() == (
                 STAGES[stage].frozen_groups())
 

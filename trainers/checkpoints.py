@@ -16,6 +16,9 @@ import tensorflow as tf
 from cmaclip_tf import atomic_files
 from cmaclip_tf.atomic_files import atomic_path
 
+# The stage's weights after WiSE-FT; later stages start from it.
+WISE_FT_WEIGHTS_FILE = "wise_ft.weights.h5"
+
 
 def write_json(path, value):
     """A run's record (best.json, done.json, metrics.json), atomically, keys sorted."""
@@ -31,9 +34,12 @@ class StageCheckpoints:
         optimizers: dict of group name to optimizer.
         write: bool. False on non-chief workers, which save to a scratch
             folder so every worker runs the same collective save.
+        weight_average: optional `trainers.weight_average.WeightAverage`,
+            checkpointed with the optimizers.
     """
 
-    def __init__(self, stage_dir, model, optimizers, write=True, worker=0):
+    def __init__(self, stage_dir, model, optimizers, write=True, worker=0,
+                 weight_average=None):
         self.stage_dir = stage_dir
         self.model = model
         self.write = write
@@ -60,6 +66,8 @@ class StageCheckpoints:
             best_score=self.best_score,
             best_epoch=self.best_epoch,
             start_score=self.start_score,
+            **({} if weight_average is None
+               else {"weight_average": weight_average}),
         )
         latest_dir = os.path.join(stage_dir, "latest")
         if not write:
@@ -116,7 +124,11 @@ def random_states(model):
 
 
 def stage_best_weights(workdir, stage):
-    """The best weights file of a finished or running stage, or None."""
-    path = os.path.join(workdir, stage, "best.weights.h5")
-    return path if os.path.isfile(path) else None
+    """The best weights file of a finished or running stage, or None: after
+    WiSE-FT (`trainers.wise_ft`), the interpolated one."""
+    for name in (WISE_FT_WEIGHTS_FILE, "best.weights.h5"):
+        path = os.path.join(workdir, stage, name)
+        if os.path.isfile(path):
+            return path
+    return None
 

@@ -45,6 +45,14 @@ def fraction(text):
     return value
 
 
+def unit_interval(text):
+    """argparse type: a number in [0, 1)."""
+    value = _number(text, float, "a number in [0, 1)")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {text}")
+    return value
+
+
 def rate(text):
     """argparse type: a number between 0 and 1, both included."""
     value = _number(text, float, "a number between 0 and 1")

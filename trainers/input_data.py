@@ -15,11 +15,12 @@ from cmaclip_tf.models import get_model_config
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
 from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.preprocessing.image_augmentation import ImageAugmentation
 from trainers.feature_cache import FeatureCache
 from trainers.feature_cache import weights_fingerprint
 
 
-def load_run_data(args, tasks=None, reuse_labels=True):
+def load_run_data(args, tasks=None, reuse_labels=True, augmentation=None):
     """Loads `args.dataset` with the run's tasks, seed and bad-record policy.
 
     Args:
@@ -28,6 +29,8 @@ def load_run_data(args, tasks=None, reuse_labels=True):
             labels (image-text pairs, for contrastive training).
         reuse_labels: read the label vocabularies `args.workdir` holds, if
             any, instead of building them from train.
+        augmentation: optional training image augmentation, a kind of
+            `cmaclip_tf.preprocessing.image_augmentation.AUGMENTATIONS`.
     """
     config = get_model_config(args.model)
     if tasks is None and getattr(args, "tasks", None):
@@ -53,7 +56,8 @@ def load_run_data(args, tasks=None, reuse_labels=True):
         synthetic_config=synthetic_noise_config(args),
     )
     return RunData(dataset, seed=args.seed,
-                   label_noise=getattr(args, "label_noise", 0.0))
+                   label_noise=getattr(args, "label_noise", 0.0),
+                   augmentation=augmentation)
 
 
 def synthetic_noise_config(args):
@@ -90,12 +94,18 @@ class RunData:
         seed: the run's seed (epoch orders, label noise).
         label_noise: share of training labels flipped per task (0: none);
             the same labels in every epoch and in the feature cache.
+        augmentation: optional kind of training image augmentation
+            (`ImageAugmentation`), seeded by `seed`, the epoch and the
+            example's position: raw training batches only, never
+            evaluation or a feature cache.
     """
 
-    def __init__(self, dataset, seed=0, label_noise=0.0):
+    def __init__(self, dataset, seed=0, label_noise=0.0, augmentation=None):
         self.dataset = dataset
         self.seed = seed
         self.label_noise = label_noise
+        self.augmentation = (ImageAugmentation(augmentation, seed)
+                             if augmentation else None)
         self.text_preprocessor = None
         self.image_preprocessor = None
         self._eval_batches = {}
@@ -157,13 +167,14 @@ class RunData:
             clip.image_converter
         )
 
-    def _batches(self, raw_split, batch_size, training):
+    def _batches(self, raw_split, batch_size, training, **augmentation):
         return make_batches(
             raw_split,
             self.text_preprocessor,
             self.image_preprocessor,
             batch_size,
             training=training,
+            **augmentation,
         )
 
     def train_batches(self, epoch, batch_size, skip_batches=0, cached=None):
@@ -177,7 +188,12 @@ class RunData:
         skip = skip_batches * batch_size
         if cached is None:
             raw = self.dataset.epoch_split("train", self.seed, epoch, skip)
-            dataset = self._batches(self._noisy(raw), batch_size, training=True)
+            augmentation = {}
+            if self.augmentation is not None:
+                augmentation = {"augment": self.augmentation.for_epoch(epoch),
+                                "first_position": skip}
+            dataset = self._batches(self._noisy(raw), batch_size, training=True,
+                                    **augmentation)
         else:
             order = epoch_permutation(len(cached), self.seed, epoch)[skip:]
             dataset = cached.batches(order, batch_size)

@@ -43,6 +43,17 @@ With `reference_widths`, the rates of those groups are for a model of those
 widths (CLIP's vision tower, the fusion) and scale by reference / actual
 width for another model (`stage_schedule`).
 
+Fine-tuning tools, all off unless set: top fields `augmentation` (`null`,
+`"crop"`, `"randaugment"` or `"crop+randaugment"`: training images only,
+`cmaclip_tf.preprocessing.image_augmentation`) and `label_smoothing` (ε of
+the `ce` loss, default 0); stage fields `ema_decay` (`null`, or the decay of
+an exponential moving average of the trained weights, which validation and
+the export then use: `trainers.weight_average`), and, in stages that train
+CLIP, `wise_ft` (`false`, `true` for α in 0, 0.25, ..., 1, or a list of α:
+`trainers.wise_ft`) and `lora_rank` (`null`, or LoRA of that rank on CLIP's
+query and value projections instead of training CLIP's weights:
+`cmaclip_tf.models.lora`).
+
 `resolve_recipe` loads one, applies overrides (`"stages.*.epochs"` sets every
 stage's) and checks every value; the run writes the result to
 `WORKDIR/recipe.json`.
@@ -68,12 +79,19 @@ DEFAULT_RECIPE = "default"
 # has that many examples).
 MIN_FITTED_BATCH = 8
 
+# The fine-tuning tools (off by default), top-level and per stage.
+TOP_TOOL_DEFAULTS = {"augmentation": None, "label_smoothing": 0.0}
+STAGE_TOOL_DEFAULTS = {"ema_decay": None, "wise_ft": False, "lora_rank": None}
+STAGE_TOOL_FIELDS = tuple(STAGE_TOOL_DEFAULTS)
+
 TOP_FIELDS = ("name", "description", "batch_size", "learning_rate",
               "selection_metric", "loss", "optimizer", "stage_defaults",
-              "stages", "min_steps_per_epoch", "reference_widths")
+              "stages", "min_steps_per_epoch", "reference_widths",
+              *TOP_TOOL_DEFAULTS)
 STAGE_FIELDS = ("epochs", "learning_rate_multipliers", "schedule",
                 "warmup_steps", "weight_decay", "clip_norm",
-                "early_stopping_patience", "min_steps", "warmup_fraction")
+                "early_stopping_patience", "min_steps", "warmup_fraction",
+                *STAGE_TOOL_FIELDS)
 OPTIMIZER_FIELDS = ("beta_1", "beta_2", "epsilon")
 
 
@@ -170,6 +188,8 @@ def resolve_recipe(name_or_path, overrides=None):
                 if key in raw and key not in ("optimizer", "stage_defaults", "stages")}
     resolved.setdefault("selection_metric", "recall_at_90_precision")
     resolved.setdefault("loss", "ce")
+    for key, default in TOP_TOOL_DEFAULTS.items():
+        resolved[key] = copy.deepcopy(raw.get(key, default))
     resolved["optimizer"] = dict(raw.get("optimizer", {}))
     resolved["stages"] = {}
     for stage in STAGE_ORDER:
@@ -209,6 +229,11 @@ def recipe_overrides(args):
         "stages.*.min_steps": None if flag("epochs") is None else 0,
         "stages.*.clip_norm": flag("clip_norm"),
         "stages.*.early_stopping_patience": flag("early_stopping_patience"),
+        "augmentation": flag("augment"),
+        "label_smoothing": flag("label_smoothing"),
+        "stages.*.ema_decay": flag("ema_decay"),
+        "stages.end2end.wise_ft": flag("wise_ft") or None,
+        "stages.end2end.lora_rank": flag("lora_rank"),
     }
     for stage in STAGE_ORDER:  # A stage's own flag wins over --epochs.
         overrides[f"stages.{stage}.epochs"] = flag(f"{stage}_epochs")
@@ -325,6 +350,55 @@ def _check(recipe):
                     f"a number > 0, or null for frozen; got {value!r}.")
         if not StageSchedule(stage, multipliers).trainable_groups():
             raise ValueError(f"Recipe: {where} freezes every module group.")
+        _check_stage_tools(fields, where, multipliers.get("clip") is None)
+    _check_top_tools(recipe)
+
+
+def _check_top_tools(recipe):
+    from cmaclip_tf.preprocessing.image_augmentation import AUGMENTATIONS
+
+    if recipe["augmentation"] not in (None, *AUGMENTATIONS):
+        raise ValueError(f"Recipe: augmentation must be null or one of "
+                         f"{AUGMENTATIONS}; got {recipe['augmentation']!r}.")
+    smoothing = recipe["label_smoothing"]
+    if not (_is_number(0.0)(smoothing) and smoothing < 1.0):
+        raise ValueError(f"Recipe: label_smoothing must be a number in [0, 1); "
+                         f"got {smoothing!r}.")
+    spec = recipe["loss"]
+    specs = (spec.values() if isinstance(spec, dict) and "name" not in spec
+             else [spec])
+    names = {one if isinstance(one, str) else one.get("name") for one in specs}
+    if smoothing and names - {"ce"}:
+        raise ValueError(f"Recipe: label_smoothing {smoothing} applies to the "
+                         f"ce loss only; the loss is {spec!r}. Set "
+                         "label_smoothing to 0 or use --loss ce.")
+
+
+def _check_stage_tools(fields, where, clip_frozen):
+    """ema_decay, wise_ft, lora_rank of one stage (defaults filled in)."""
+    for name, default in STAGE_TOOL_DEFAULTS.items():
+        fields.setdefault(name, default)
+    decay = fields["ema_decay"]
+    if decay is not None and not (_is_number(0.0, exclusive=True)(decay)
+                                  and decay < 1.0):
+        raise ValueError(f"Recipe: {where}.ema_decay must be a number in "
+                         f"(0, 1) or null; got {decay!r}.")
+    wise_ft = fields["wise_ft"]
+    if not isinstance(wise_ft, bool) and not (
+        isinstance(wise_ft, list) and wise_ft
+        and all(_is_number(0.0)(a) and a <= 1.0 for a in wise_ft)
+    ):
+        raise ValueError(f"Recipe: {where}.wise_ft must be true, false or a "
+                         f"list of α in [0, 1]; got {wise_ft!r}.")
+    rank = fields["lora_rank"]
+    if rank is not None and not _is_int(1)(rank):
+        raise ValueError(f"Recipe: {where}.lora_rank must be an integer >= 1 "
+                         f"or null; got {rank!r}.")
+    for name, on in (("wise_ft", wise_ft), ("lora_rank", rank)):
+        if on and clip_frozen:
+            raise ValueError(f"Recipe: {where}.{name} acts on CLIP's weights, "
+                             f"which {where} freezes; set it in a stage that "
+                             "trains CLIP (end2end).")
 
 
 def _normalize_weight_decay(fields, where):

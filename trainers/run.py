@@ -153,6 +153,35 @@ def build_parser():
                           "(global batch, CLIP's pooled embeddings) to the "
                           "classification loss in stages where CLIP trains "
                           "(end2end); 0, the paper's recipe, adds nothing.")
+    tools = parser.add_argument_group(
+        "fine-tuning tools", "Each sets a recipe field (see trainers/recipe.py); "
+        "all are off by default.")
+    tools.add_argument("--ema-decay", type=command_line.fraction,
+                       help="Keep an exponential moving average of the trained "
+                       "weights with this decay (e.g. 0.99; warmed up as "
+                       "min(decay, (1+t)/(10+t))); validation, the best "
+                       "checkpoint, the final evaluation and the export use "
+                       "the average. Every stage.")
+    tools.add_argument("--augment",
+                       choices=["crop", "randaugment", "crop+randaugment"],
+                       help="Augment training images (never evaluation or "
+                       "export), seeded by --seed: crop (Keras RandomZoom + "
+                       "RandomTranslation, a random resized crop), randaugment "
+                       "(Keras RandAugment) or both. A stage reads raw images "
+                       "then, even with --cache-features.")
+    tools.add_argument("--label-smoothing", type=command_line.unit_interval,
+                       help="Label smoothing ε of the cross-entropy (default "
+                       "0): the target is (1-ε) one-hot + ε/classes.")
+    tools.add_argument("--wise-ft", action="store_true",
+                       help="WiSE-FT after end2end: CLIP's weights set to "
+                       "(1-α) start + α fine-tuned, α in 0, 0.25, 0.5, 0.75, "
+                       "1 picked on validation; fusion and heads stay "
+                       "fine-tuned.")
+    tools.add_argument("--lora-rank", type=command_line.positive_int,
+                       help="end2end trains LoRA factors of this rank on "
+                       "CLIP's query and value projections (both towers) "
+                       "instead of CLIP's weights; merged into the kernels in "
+                       "checkpoints and the export.")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--workdir", default="runs/default",
                           help="Where checkpoints, metrics and TensorBoard go. "

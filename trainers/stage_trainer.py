@@ -24,6 +24,7 @@ from trainers.evaluation import Evaluator
 from trainers.group_optimizer import group_optimizer
 from trainers.replica_seeds import distinct_replica_seeds
 from trainers.replica_seeds import seed_states
+from trainers.weight_average import WeightAverage
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -85,6 +86,9 @@ class StageTrainer:
             default: constant.
         optimizer_options: optional dict of AdamW's `beta_1`, `beta_2`,
             `epsilon`.
+        ema_decay: optional float. Keep an exponential moving average of
+            the trained variables (`trainers.weight_average.WeightAverage`,
+            `weight_average`), updated after every step.
 
     Under a `mixed_float16` model, every group's AdamW is wrapped in Keras's
     `LossScaleOptimizer`; the loss is scaled once, and a step whose
@@ -103,7 +107,7 @@ class StageTrainer:
         self, model, schedule, strategy, learning_rate, weight_decay,
         jit_compile=False, task_losses=None, contrastive_weight=0.0,
         steps_per_execution=1, accumulate_steps=1, clip_norm=None,
-        learning_rate_schedule=None, optimizer_options=None,
+        learning_rate_schedule=None, optimizer_options=None, ema_decay=None,
     ):
         if steps_per_execution < 1 or accumulate_steps < 1:
             raise ValueError(
@@ -153,6 +157,10 @@ class StageTrainer:
             v for group in self.group_variables for v in self.group_variables[group]
         ]
         self._seed_states = seed_states(model)
+        self.weight_average = None
+        if ema_decay:
+            self.weight_average = WeightAverage(self._variables, ema_decay,
+                                                strategy)
         self._gradients = tf.function(
             self._loss_and_gradients, jit_compile=jit_compile, autograph=False
         )
@@ -344,6 +352,8 @@ class StageTrainer:
             features, labels, global_counts
         )
         self._apply_gradients(self._summed_over_replicas(gradients))
+        if self.weight_average is not None:
+            self.weight_average.update()
         return per_task
 
     def _distributed_train_loop(self, iterator, num_steps):

@@ -9,12 +9,16 @@ import time
 import keras
 import numpy as np
 
+from cmaclip_tf.atomic_files import atomic_path
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
+from cmaclip_tf.models.lora import enable_clip_lora
+from cmaclip_tf.models.lora import parameter_count
 from cmaclip_tf.variants import BASELINES
 from trainers import distribution
 from trainers.baseline_run import run_finetuned_clip
 from trainers.baseline_run import run_zero_shot
+from trainers.checkpoints import WISE_FT_WEIGHTS_FILE
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
@@ -45,6 +49,10 @@ from trainers.workdir_state import clear_workdir
 from trainers.workdir_state import data_record
 from trainers.workdir_state import write_data_record
 from trainers.zero_shot_initialization import start_from_zero_shot
+from trainers.weight_average import averaged_weights
+from trainers.wise_ft import START_WEIGHTS_FILE
+from trainers.wise_ft import choose_alpha
+from trainers.wise_ft import wise_ft_alphas
 
 BAD_RECORDS_FILE = "bad_records.csv"
 
@@ -71,7 +79,8 @@ class TrainingRun:
         # empty data or a bad record under --on-bad-record error leaves no
         # workdir. Label vocabularies come from the data, never the workdir:
         # a workdir of other data is refused, not silently reused.
-        self.data = load_run_data(args, reuse_labels=False)
+        self.data = load_run_data(args, reuse_labels=False,
+                                  augmentation=self.recipe["augmentation"])
         self.split_sizes = self.data.dataset.num_examples
         self.check_not_empty()
         self.tasks = {task: len(names) for task, names in self.data.tasks.items()}
@@ -277,6 +286,9 @@ class TrainingRun:
         recipe = self.recipe
         plan = recipe["stages"][stage]
         model, clip, config = self.build_model()
+        if plan["lora_rank"]:
+            with self.strategy.scope():  # The factors are new variables.
+                enable_clip_lora(model, plan["lora_rank"])
         schedule = stage_schedule(recipe, stage, model_widths(model))
         learning_rate = recipe["learning_rate"]
         weight_decay = plan["weight_decay"]
@@ -291,7 +303,8 @@ class TrainingRun:
         trainer = StageTrainer(
             model, schedule, self.strategy, learning_rate, weight_decay,
             jit_compile=args.jit_compile,
-            task_losses=task_losses(recipe["loss"], list(self.tasks), default="ce"),
+            task_losses=task_losses(recipe["loss"], list(self.tasks), default="ce",
+                                    label_smoothing=recipe["label_smoothing"]),
             contrastive_weight=getattr(args, "contrastive_weight", 0.0),
             steps_per_execution=args.steps_per_execution,
             accumulate_steps=args.accumulate_steps,
@@ -302,10 +315,13 @@ class TrainingRun:
                 decay=plan["schedule"],
             ),
             optimizer_options=recipe["optimizer"],
+            ema_decay=plan["ema_decay"],
         )
+        if plan["lora_rank"]:
+            self.log_lora(stage, plan["lora_rank"], model, trainer)
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
-            worker=self.worker,
+            worker=self.worker, weight_average=trainer.weight_average,
         )
         if checkpoints.is_done():
             self.log(f"[{stage}] Already finished in {stage_dir}; skipping.")
@@ -313,16 +329,26 @@ class TrainingRun:
                 return json.load(f)
 
         self.data.prepare(clip, config)
-        if checkpoints.restore_latest():
+        resumed = checkpoints.restore_latest()
+        if resumed:
             self.log(
                 f"[{stage}] Resuming from {checkpoints.manager.latest_checkpoint} "
                 f"(epoch {int(checkpoints.epoch)}, step {int(checkpoints.step)})."
             )
         else:
             self.initial_weights(stage, model)
+        if wise_ft_alphas(plan["wise_ft"]) and self.chief and not resumed:
+            # WiSE-FT's θ_0: the stage's start (a resumed stage wrote it).
+            with atomic_path(os.path.join(stage_dir, START_WEIGHTS_FILE)) as tmp:
+                model.save_weights(tmp)
 
         cache = None
-        if args.cache_features and trainer.input_depth != "raw":
+        if (args.cache_features and trainer.input_depth != "raw"
+                and self.recipe["augmentation"]):
+            self.log(f"[{stage}] No feature cache: it would hold un-augmented "
+                     f"features, and --augment {self.recipe['augmentation']} "
+                     "needs the images; reading them instead.")
+        elif args.cache_features and trainer.input_depth != "raw":
             cache_dir = os.path.join(stage_dir, "feature_cache")
             if not self.chief:
                 cache_dir = os.path.join(cache_dir, f"worker_{self.worker}")
@@ -377,18 +403,21 @@ class TrainingRun:
             if trainer.steps_run < steps - first_step:
                 self.log(f"[{stage}] The training data ended after "
                          f"{first_step + trainer.steps_run} of {steps} steps.")
-            predictions = trainer.predict(validation)
-            metrics = evaluate_predictions(predictions, self.tasks)
-            score = self.selection_score(metrics)
-            global_step = (epoch + 1) * steps
-            self.log(f"[{stage}] validation {self.metrics_text(metrics)}; "
-                     f"score {score:.4f}")
-            if score > float(checkpoints.best_score):
-                checkpoints.save_best(
-                    score, {"epoch": epoch + 1, "score": score, "validation": metrics},
-                    epoch + 1,
-                )
-                self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
+            # With an EMA, the average is what is validated and kept best.
+            with averaged_weights(trainer):
+                predictions = trainer.predict(validation)
+                metrics = evaluate_predictions(predictions, self.tasks)
+                score = self.selection_score(metrics)
+                global_step = (epoch + 1) * steps
+                self.log(f"[{stage}] validation{' (EMA)' * bool(plan['ema_decay'])} "
+                         f"{self.metrics_text(metrics)}; score {score:.4f}")
+                if score > float(checkpoints.best_score):
+                    checkpoints.save_best(
+                        score,
+                        {"epoch": epoch + 1, "score": score, "validation": metrics},
+                        epoch + 1,
+                    )
+                    self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
             checkpoints.save_latest(epoch + 1, 0)
             # Logging comes after the checkpoints: it can never cost an epoch.
             self.logger.epoch(
@@ -407,7 +436,7 @@ class TrainingRun:
                 stage, checkpoints, epochs * steps,
                 self.peak_rates(schedule, learning_rate, model))
         result = self.finish_stage(stage, model, trainer, checkpoints, clip,
-                                   config, micro_batch_size, record)
+                                   config, micro_batch_size, plan, record)
         if cache is not None and not args.keep_feature_cache:
             cache.delete()
         return result
@@ -482,13 +511,36 @@ class TrainingRun:
                  f"validation score in {patience} epochs (best: {best}).")
         return True
 
+    def log_lora(self, stage, rank, model, trainer):
+        """How much of the model LoRA leaves to train."""
+        trained = parameter_count(
+            v for group in trainer.group_variables.values() for v in group)
+        lora = parameter_count(trainer.group_variables.get("clip", []))
+        backbone = model.clip_backbone
+        towers = parameter_count(
+            v for tower in (backbone.vision_encoder, backbone.text_encoder)
+            for v in tower.weights
+            if "float" in str(v.dtype) and "lora_kernel" not in v.path)
+        self.log(f"[{stage}] LoRA rank {rank} on CLIP's query and value "
+                 f"projections: trains {trained:,} parameters, {lora:,} of them "
+                 f"in CLIP (its towers hold {towers:,}); without LoRA: "
+                 f"{trained - lora + towers:,}.")
+
     def finish_stage(self, stage, model, trainer, checkpoints, clip, config,
-                     batch_size, training_record=None):
+                     batch_size, plan=None, training_record=None):
         if os.path.isfile(checkpoints.best_weights_path):
             model.load_weights(checkpoints.best_weights_path)
         result = {"best_score": float(checkpoints.best_score)}
         if training_record is not None:
             result["training"] = training_record
+        alphas = wise_ft_alphas((plan or {}).get("wise_ft"))
+        start = os.path.join(checkpoints.stage_dir, START_WEIGHTS_FILE)
+        if alphas and not os.path.isfile(start):
+            self.log(f"[{stage}] No WiSE-FT: the stage began without it, so "
+                     f"its start weights ({start}) were not kept.")
+        elif alphas and os.path.isfile(checkpoints.best_weights_path):
+            result["wise_ft"] = self.wise_ft(stage, model, trainer, checkpoints,
+                                             start, alphas, batch_size)
         for split in ("validation", "test"):
             dataset = self.strategy.experimental_distribute_dataset(
                 self.data.eval_batches(split, batch_size)
@@ -509,6 +561,31 @@ class TrainingRun:
             )
         checkpoints.mark_done(result)
         return result
+
+    def wise_ft(self, stage, model, trainer, checkpoints, start, alphas,
+                batch_size):
+        """Picks WiSE-FT's α on validation; the model keeps that CLIP, and
+        the stage's weights file for later stages (`wise_ft.weights.h5`)
+        too. Returns what done.json records."""
+        validation = self.strategy.experimental_distribute_dataset(
+            self.data.eval_batches("validation", batch_size))
+
+        def score():
+            return self.selection_score(evaluate_predictions(
+                trainer.predict(validation), self.tasks))
+
+        alpha, scores = choose_alpha(model, start, checkpoints.best_weights_path,
+                                     alphas, score)
+        self.log(f"[{stage}] WiSE-FT, validation score by α (CLIP = (1-α) "
+                 "start + α fine-tuned): "
+                 + ", ".join(f"{a:g}: {s:.4f}" for a, s in scores.items())
+                 + f"; chose α = {alpha:g}.")
+        if self.chief:
+            with atomic_path(os.path.join(checkpoints.stage_dir,
+                                          WISE_FT_WEIGHTS_FILE)) as tmp:
+                model.save_weights(tmp)
+        return {"alpha": alpha,
+                "validation_scores": {f"{a:g}": s for a, s in scores.items()}}
 
     # --- Metrics and reports. ---
 
@@ -549,6 +626,11 @@ class TrainingRun:
             "label_noise": self.args.label_noise,
             "contrastive_weight": getattr(self.args, "contrastive_weight", 0.0),
             "mixed_precision": self.args.mixed_precision or "none",
+            "augmentation": self.recipe["augmentation"] or "none",
+            "label_smoothing": float(self.recipe["label_smoothing"]),
+            "ema_decay": float(plan["ema_decay"] or 0.0),
+            "wise_ft": json.dumps(plan["wise_ft"]),
+            "lora_rank": int(plan["lora_rank"] or 0),
         }
 
     def write_metrics(self):

@@ -63,11 +63,14 @@ def get_loss(spec="ce"):
     return functools.partial(fn, **spec)
 
 
-def task_losses(spec, tasks, default=None):
+def task_losses(spec, tasks, default=None, label_smoothing=0.0):
     """`{task: loss fn}` from one spec for all tasks or `{task: spec}`.
 
     With `{task: spec}`, tasks it leaves out get `default` (or, if `None`,
     are an error); a task that is not in `tasks` is an error.
+    `label_smoothing` (a recipe's) goes to every task's `"ce"` that does not
+    set its own; the robust losses take none, so smoothing with one of them
+    is an error.
 
     Example:
 
@@ -78,7 +81,7 @@ def task_losses(spec, tasks, default=None):
     """
     spec = "ce" if spec is None else spec
     if isinstance(spec, str) or "name" in spec:
-        return {task: get_loss(spec) for task in tasks}
+        return {task: get_loss(_smoothed(spec, label_smoothing)) for task in tasks}
     unknown = [task for task in spec if task not in tasks]
     if unknown:
         raise ValueError(
@@ -87,4 +90,20 @@ def task_losses(spec, tasks, default=None):
     missing = [task for task in tasks if task not in spec]
     if missing and default is None:
         raise ValueError(f"The per-task loss specs have no task {missing}.")
-    return {task: get_loss(spec.get(task, default)) for task in tasks}
+    return {task: get_loss(_smoothed(spec.get(task, default), label_smoothing))
+            for task in tasks}
+
+
+def _smoothed(spec, label_smoothing):
+    """`spec` with `label_smoothing` added where it is cross-entropy."""
+    if not label_smoothing:
+        return spec
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if spec.get("name") != "ce":
+        raise ValueError(
+            f"label_smoothing {label_smoothing} applies to the ce loss only; "
+            f"the loss is {spec.get('name')!r}. Set label_smoothing to 0 or "
+            "use --loss ce."
+        )
+    spec.setdefault("label_smoothing", label_smoothing)
+    return spec

@@ -94,13 +94,17 @@ class ImagePreprocessor(tf.Module):
 
     def preprocess_pixels(self, image):
         """One uint8 image `[height, width, 3]` to float32 `[size, size, 3]`."""
+        return self.normalize(self.crop_pixels(image))
+
+    def crop_pixels(self, image):
+        """One uint8 image to CLIP's square crop, float32 in [0, 255]: what
+        `normalize` takes (training augmentation goes between the two)."""
         image = tf.convert_to_tensor(image)
         if image.dtype != tf.uint8:
             raise ValueError(f"Expected uint8 pixels; got {image.dtype}.")
         image = tf.ensure_shape(image, [None, None, 3])
         image = self.resize_shortest_side(image)
-        image = self.center_crop(image)
-        return self.normalize(image)
+        return self.center_crop(image)
 
     def decode(self, encoded_image):
         """Decodes a JPEG/PNG/GIF/BMP/WebP to uint8 RGB `[height, width, 3]`."""
