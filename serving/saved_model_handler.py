@@ -21,6 +21,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
 from cmaclip_tf.export import CONFIG_ASSET
+from cmaclip_tf.model_versions import load_highest_version
 from cmaclip_tf.predictor import _resolve_model_path
 
 METRICS_NAMESPACE = "cmaclip"
@@ -62,16 +63,18 @@ class CMACLIPModelHandler(ModelHandler):
 
     def load_model(self):
         """The export as a `Predictor`, warmed up: once per worker process."""
-        import numpy as np
+        import io
+
+        from PIL import Image
 
         from cmaclip_tf.predictor import Predictor
-        from cmaclip_tf.predictor import encode_pixels
 
         predictor = Predictor.from_saved_model(local_copy(self.version_dir))
         # The graph's first call pays its one-time set-up (as TF Serving's
         # warm-up requests do): counted as loading, not as the first batch.
-        predictor.predict_encoded([encode_pixels(np.zeros((8, 8, 3), "uint8"))],
-                                  [b"warm-up"])
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(png, format="PNG")
+        predictor.predict_encoded([png.getvalue()], [b"warm-up"])
         return predictor
 
     def run_inference(self, batch, model, inference_args=None):
@@ -109,7 +112,10 @@ def resolve_export(path):
     """
     if not is_remote(path):
         kind, resolved = _resolve_model_path(os.fspath(path))
-        if kind != "saved_model":
+        if kind == "versions":
+            # The highest complete version; each worker then loads it.
+            _, resolved, _ = load_highest_version(resolved, lambda p: p)
+        elif kind != "saved_model":
             raise ValueError(
                 f"{path} is a training workdir, not an export; export it with "
                 "python -m serving.export and pass the export's model folder."

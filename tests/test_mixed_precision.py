@@ -42,9 +42,10 @@ def test_the_python_api_under_a_global_policy(policy, compute_dtype):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     _assert_towers_compute_in(model, policy, compute_dtype)
-    # The fusion too; only the logits are float32 on purpose.
-    assert [p.split(": ")[0].rsplit("/", 1)[-1] for p in layers_off_policy(
-        model, policy)] == ["logits", "logits"]
+    # The fusion too; only the heads' logits and linear (zero-shot) paths
+    # are float32 on purpose.
+    assert sorted(p.split(": ")[0].rsplit("/", 1)[-1] for p in layers_off_policy(
+        model, policy)) == ["linear", "linear", "logits", "logits"]
 
 
 def test_an_explicit_dtype_wins_over_the_global_policy():

@@ -62,9 +62,10 @@ def main(argv=None):
     command = "python trainers/learning_curve.py " + " ".join(
         shlex.quote(a) for a in argv)
     suite_path = os.path.join(args.workdir, SUITE_FILE)
-    if args.report_only and os.path.isfile(suite_path):
-        with open(suite_path) as f:
-            command = json.load(f)["command"]
+    if args.report_only:
+        if os.path.isfile(suite_path):
+            with open(suite_path) as f:
+                command = json.load(f)["command"]
     else:
         with open(suite_path, "w") as f:
             json.dump({"command": command, "methods": list(methods),
@@ -175,6 +176,7 @@ def _plot(path, methods, sizes, results):
         return False
     axes.set_xscale("log")
     axes.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    axes.minorticks_off()
     axes.set_xlabel("training rows")
     axes.set_ylabel("test recall at 90% precision (%), task average")
     axes.grid(alpha=0.3)

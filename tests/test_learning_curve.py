@@ -1,0 +1,41 @@
+"""The learning-curve report, from runs on disk (no training)."""
+
+import csv
+import json
+import os
+
+from trainers import learning_curve
+
+
+def _write_run(workdir, size, method, seed, stage, values):
+    run = os.path.join(workdir, f"rows_{size}", method, f"seed_{seed}")
+    os.makedirs(run)
+    test = {task: {"accuracy": acc, "recall_at_90_precision": recall}
+            for task, (acc, recall) in values.items()}
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({"stages": {stage: {"test": test}}}, f)
+
+
+def test_report_averages_tasks_then_seeds(tmp_path):
+    workdir = str(tmp_path)
+    for seed, (color, style) in enumerate([(0.9, 0.5), (0.7, 0.3)]):
+        _write_run(workdir, 300, "full", seed, "tuning",
+                   {"color": (color, color), "style": (style, style)})
+        _write_run(workdir, 1000, "full", seed, "tuning",
+                   {"color": (1.0, 1.0), "style": (0.5, 0.5)})
+    _write_run(workdir, 300, "zero_shot", 0, "zero_shot",
+               {"color": (0.8, 0.6), "style": (0.2, 0.1)})
+    argv = ["--sizes", "300,1000", "--seeds", "2", "--methods", "zero_shot,full",
+            "--workdir", workdir, "--report-only"]
+    assert learning_curve.main(argv) == 0
+    report = open(os.path.join(workdir, "report.md")).read()
+    # Seeds average 0.7 and 0.5: mean 60.0, sample s.d. 14.1; one seed: no spread.
+    assert "| CMA-CLIP | 60.0 ± 14.1 | 75.0 ± 0.0 |" in report
+    assert "| Zero-shot CLIP | 35.0 | - |" in report
+    assert "| CMA-CLIP | 80.0 / 80.0 | 40.0 / 40.0 |" in report
+    assert os.path.isfile(os.path.join(workdir, "curve.png"))
+    with open(os.path.join(workdir, "report.csv")) as f:
+        rows = list(csv.DictReader(f))
+    average = [r for r in rows if r["metric"] == "accuracy" and r["rows"] == "300"
+               and r["method"] == "full" and r["task"] == "average"]
+    assert [(r["mean"], r["seeds"]) for r in average] == [("0.6000", "2")]
