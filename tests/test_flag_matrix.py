@@ -54,10 +54,11 @@ def test_the_fast_combinations():
 
 @pytest.mark.large
 @pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
-@pytest.mark.parametrize("precision", ["None", "bfloat16", "float16"])
-def test_every_combination(strategy, precision):
-    # 32 combinations each: jit, contrastive, accumulation, steps per
-    # execution and the feature cache, on and off.
-    rows = _matrix("all", f"strategy={strategy}", f"mixed_precision={precision}")
-    assert len(rows) == 32
+def test_every_pair_of_flag_values(strategy):
+    # Every value of each flag (jit, precision, contrastive, accumulation,
+    # steps per execution, the feature cache, the strategy) meets every value
+    # of every other at least once: `flag_matrix.py all` runs all 192, about
+    # an hour and a half of CPU, too long for CI.
+    rows = _matrix("pairwise", f"strategy={strategy}")
+    assert len(rows) >= 4
     _check(rows)
