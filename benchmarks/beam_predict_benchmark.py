@@ -50,6 +50,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.predict_benchmark import predict_command  # noqa: E402
+from benchmarks.predict_benchmark import row_mismatches  # noqa: E402
 from benchmarks.predict_benchmark import write_manifest  # noqa: E402
 from benchmarks.result_table import print_json  # noqa: E402
 from benchmarks.result_table import print_table  # noqa: E402
@@ -131,16 +132,7 @@ def compare(reference, other, tasks):
     """`(mismatching rows, largest score difference)`."""
     if sorted(reference) != sorted(other):
         return abs(len(reference) - len(other)) or len(reference), float("nan")
-    mismatches, largest = 0, 0.0
-    for key, a in reference.items():
-        b = other[key]
-        for task in tasks:
-            difference = abs(float(a[f"{task}_score"]) - float(b[f"{task}_score"]))
-            largest = max(largest, difference)
-            if a[f"{task}_label"] != b[f"{task}_label"] or difference > 1e-5:
-                mismatches += 1
-                break
-    return mismatches, largest
+    return row_mismatches(((a, other[key]) for key, a in reference.items()), tasks)
 
 
 def parse_args(argv):

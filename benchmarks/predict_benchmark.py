@@ -134,8 +134,14 @@ def compare_outputs(predict_csv, client_csv, tasks):
         online = list(csv.DictReader(f))
     if len(offline) != len(online):
         return len(offline) + len(online), 0.0
+    return row_mismatches(zip(offline, online), tasks)
+
+
+def row_mismatches(pairs, tasks):
+    """`(mismatching rows, largest score difference)` of `(a, b)` output
+    rows: labels differ, or a score by more than 1e-5."""
     mismatches, largest = 0, 0.0
-    for a, b in zip(offline, online):
+    for a, b in pairs:
         for task in tasks:
             difference = abs(float(a[f"{task}_score"]) - float(b[f"{task}_score"]))
             largest = max(largest, difference)
