@@ -159,12 +159,14 @@ from serving.manifest_stream import Row, checked_images
 
 paths = sys.argv[1:]
 validator = ImageValidator()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 reasons = [validator.check_file(p)[0] for p in paths]
 rows = [Row(i, {}, image_path=p) for i, p in enumerate(paths)]
 stream = [row.problem.split(":")[0] for row, _ in checked_images(
     rows, lambda row: (None, validator.check_file(row.image_path)[0] + ": x"))]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"reasons": reasons, "stream": stream, "peak": peak}))
+print(json.dumps({"reasons": reasons, "stream": stream, "peak": peak,
+                  "before": before}))
 """
 
 
@@ -180,9 +182,10 @@ def test_peak_memory_stays_bounded_in_a_subprocess(files):
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["reasons"] == [IMAGE_TOO_LARGE] * 4
     assert measured["stream"] == [IMAGE_TOO_LARGE] * 4
-    # TensorFlow alone is about 0.8 GB; decoding huge.png would add 1.2 GB,
-    # frames.gif 6 GB.
-    assert measured["peak"] < 1.5 * 2**30, measured["peak"]
+    # TensorFlow alone is about 0.8-1.0 GB (more on a loaded machine), so
+    # the peak is compared with the process's own peak before the checks:
+    # decoding huge.png would add 1.2 GB, frames.gif 6 GB.
+    assert measured["peak"] - measured["before"] < 0.25 * 2**30, measured
 
 
 # --- Valid but unusual files: the same pixels on every path. ---
