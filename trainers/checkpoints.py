@@ -61,6 +61,12 @@ class StageCheckpoints:
             # Not among the model's checkpointed objects: without them a
             # resumed run would draw the dropout masks of its first steps.
             random_states=random_states(model),
+            # Every variable by its path: TensorFlow's checkpoint does not
+            # follow a Keras model's lists of layers (heads, modality
+            # attentions, fusion blocks), and the optimizers hold only the
+            # trained ones: without this a resumed run would lose
+            # non-trainable state such as a head's zero-shot logit scale.
+            model_variables={v.path: v for v in model.variables},
             epoch=self.epoch,
             step=self.step,
             best_score=self.best_score,
