@@ -39,3 +39,37 @@ def test_report_averages_tasks_then_seeds(tmp_path):
     average = [r for r in rows if r["metric"] == "accuracy" and r["rows"] == "300"
                and r["method"] == "full" and r["task"] == "average"]
     assert [(r["mean"], r["seeds"]) for r in average] == [("0.6000", "2")]
+
+
+def test_generated_files_are_a_catalogue_on_disk(tmp_path):
+    """--generated-files: each size and seed's products as image files and
+    manifests (15% validation and test), read back with --dataset manifest."""
+    args = learning_curve.build_parser().parse_args(
+        ["--workdir", str(tmp_path), "--generated-files", "--title-mention", "0"])
+    learning_curve.data_args(args, 20, 1)
+    assert args.dataset == "manifest" and args.num_examples is None
+    folder = os.path.join(str(tmp_path), "rows_20", "catalogue_seed_1")
+    assert args.manifest == os.path.join(folder, "train.csv")
+    with open(args.manifest) as f:
+        rows = list(csv.DictReader(f))
+    with open(args.test_manifest) as f:
+        test_rows = list(csv.DictReader(f))
+    assert (len(rows), len(test_rows)) == (20, 3)
+    assert all(os.path.isfile(os.path.join(folder, r["image"])) for r in rows)
+    # Titles never name an attribute: no color, pattern or style word in them.
+    for row in rows:
+        words = row["text"].lower().split()
+        for task in ("color", "pattern", "style"):
+            assert row[task] and row[task].lower() not in words
+    # Written once: a second call reuses the files.
+    stamp = os.path.getmtime(args.manifest)
+    learning_curve.data_args(args, 20, 1)
+    assert os.path.getmtime(args.manifest) == stamp
+
+
+def test_title_mention_reaches_generated_rows(tmp_path):
+    args = learning_curve.build_parser().parse_args(
+        ["--workdir", str(tmp_path), "--title-mention", "0"])
+    learning_curve.data_args(args, 300, 0)
+    assert (args.dataset, args.num_examples) == ("synthetic", 300)
+    assert args.run_args.split() == ["--title-mention", "0.0"]

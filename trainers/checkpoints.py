@@ -36,10 +36,12 @@ class StageCheckpoints:
             folder so every worker runs the same collective save.
         weight_average: optional `trainers.weight_average.WeightAverage`,
             checkpointed with the optimizers.
+        selection: optional `trainers.checkpoint_selection.
+            CheckpointSelection`, whose per-task record is checkpointed too.
     """
 
     def __init__(self, stage_dir, model, optimizers, write=True, worker=0,
-                 weight_average=None):
+                 weight_average=None, selection=None):
         self.stage_dir = stage_dir
         self.model = model
         self.write = write
@@ -74,6 +76,8 @@ class StageCheckpoints:
             start_score=self.start_score,
             **({} if weight_average is None
                else {"weight_average": weight_average}),
+            **({} if selection is None
+               else {"selection": selection.trackables()}),
         )
         latest_dir = os.path.join(stage_dir, "latest")
         if not write:

@@ -13,9 +13,17 @@ the test recall at 90% precision and accuracy per method and size (mean and
 sample standard deviation over seeds, averaged over tasks, and per task),
 and the curve of recall against training rows with a ±1 s.d. band.
 `--report-only` rewrites the report from the runs on disk.
+
+`--generated-files` reads the data as a user's catalogue is read: each size
+and seed's generated products are written to disk first (PNG files and CSV
+manifests, `WORKDIR/rows_<size>/catalogue_seed_<s>/`, validation and test
+15% of the rows each) and every method trains with `--dataset manifest` on
+them. `--title-mention` sets the share of titles that name each attribute
+(0: titles never name one), for either source.
 """
 
 import csv
+import dataclasses
 import datetime
 import json
 import os
@@ -26,6 +34,8 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cmaclip_tf.datasets.synthetic_products import SyntheticProducts  # noqa: E402
+from cmaclip_tf.datasets.synthetic_products import SyntheticProductsConfig  # noqa: E402
 from trainers import command_line  # noqa: E402
 from trainers import experiments  # noqa: E402
 from trainers.experiment_report import aggregate  # noqa: E402
@@ -45,7 +55,53 @@ def build_parser():
                         skip_noise=True)
     parser.add_argument("--sizes", default="300,1000,3000",
                         help="Comma-separated training-set sizes.")
+    parser.add_argument("--generated-files", action="store_true",
+                        help="Write each size's generated catalogue to disk "
+                        "(images and CSV manifests) and train on the files "
+                        "with --dataset manifest.")
+    parser.add_argument("--title-mention", type=float,
+                        help="Share of titles that name each attribute "
+                        "(0: never; default: the generator's 0.67 color, "
+                        "0.25 pattern, 0.15 style).")
     return parser
+
+
+def write_catalogue(folder, size, seed, title_mention=None, image_size=64):
+    """The generated products of `seed` as files: `size` training rows,
+    validation and test 15% of it each; returns `{split: manifest path}`
+    (written once: an existing catalogue is reused)."""
+    splits = {"train": size, "validation": max(1, round(0.15 * size)),
+              "test": max(1, round(0.15 * size))}
+    manifests = {split: os.path.join(folder, f"{split}.csv") for split in splits}
+    done = os.path.join(folder, "written.json")
+    if os.path.isfile(done):
+        return manifests
+    config = dataclasses.replace(SyntheticProductsConfig(), seed=seed,
+                                 image_size=image_size)
+    if title_mention is not None:
+        config = config.with_rate("mention", title_mention)
+    SyntheticProducts(config).write(folder, splits)
+    with open(done, "w") as f:
+        json.dump({"splits": splits, "seed": seed,
+                   "title_mention": title_mention}, f)
+    return manifests
+
+
+def data_args(args, size, seed):
+    """Sets `args`' data flags for one size and seed (the suite's runs read
+    them): generated rows, or the catalogue written for them."""
+    if not args.generated_files:
+        args.num_examples = size
+        if args.title_mention is not None and "--title-mention" not in args.run_args:
+            args.run_args = f"{args.run_args} --title-mention {args.title_mention}"
+        return
+    manifests = write_catalogue(
+        os.path.join(size_dir(args.workdir, size), f"catalogue_seed_{seed}"),
+        size, seed, args.title_mention)
+    args.dataset, args.num_examples = "manifest", None
+    args.manifest = manifests["train"]
+    args.val_manifest = manifests["validation"]
+    args.test_manifest = manifests["test"]
 
 
 def size_dir(workdir, size):
@@ -72,7 +128,7 @@ def main(argv=None):
                        "sizes": sizes}, f, indent=2)
         for seed in range(args.seeds):
             for size in sizes:
-                args.num_examples = size
+                data_args(args, size, seed)
                 for method in methods:
                     experiments.run_method(
                         args, method, seed, noise=False,

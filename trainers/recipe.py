@@ -14,6 +14,7 @@ paper's own `paper_retail` (multi-task attributes), `paper_fashion_gen`,
       "reference_widths": {"clip": 768, "fusion": 512},  # optional, see below
       "learning_rate": 1e-5,       # base (peak) rate; groups multiply it
       "selection_metric": "accuracy",   # "recall_at_90_precision", or "auto"
+      "task_selection": "every_task",   # or "average" (the paper's, the default)
       "optimizer": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
       "stage_defaults": {...},     # stage fields every stage starts from
       "stages": {"warmup": {...}, "end2end": {...}, "tuning": {...}}
@@ -54,6 +55,12 @@ CLIP, `wise_ft` (`false`, `true` for α in 0, 0.25, ..., 1, or a list of α:
 query and value projections instead of training CLIP's weights:
 `cmaclip_tf.models.lora`).
 
+`task_selection` is what makes an epoch a stage's best:
+`"average"`, the highest selection score (a mean over tasks), or
+`"every_task"`, the same without letting any task's validation accuracy fall
+below the stage start's, and each task keeping its own best epoch in stages
+that train only per-task weights (`trainers.checkpoint_selection`).
+
 `resolve_recipe` loads one, applies overrides (`"stages.*.epochs"` sets every
 stage's) and checks every value; the run writes the result to
 `WORKDIR/recipe.json`.
@@ -65,6 +72,7 @@ import os
 
 from cmaclip_tf.named_json import available_names
 from cmaclip_tf.named_json import load_named_json
+from trainers.checkpoint_selection import TASK_SELECTIONS
 from trainers.learning_rate_schedule import DECAYS
 from trainers.stage_schedule import STAGE_ORDER
 from trainers.stage_schedule import STAGES
@@ -87,7 +95,7 @@ STAGE_TOOL_FIELDS = tuple(STAGE_TOOL_DEFAULTS)
 TOP_FIELDS = ("name", "description", "batch_size", "learning_rate",
               "selection_metric", "loss", "optimizer", "stage_defaults",
               "stages", "min_steps_per_epoch", "reference_widths",
-              *TOP_TOOL_DEFAULTS)
+              "task_selection", *TOP_TOOL_DEFAULTS)
 STAGE_FIELDS = ("epochs", "learning_rate_multipliers", "schedule",
                 "warmup_steps", "weight_decay", "clip_norm",
                 "early_stopping_patience", "min_steps", "warmup_fraction",
@@ -187,6 +195,7 @@ def resolve_recipe(name_or_path, overrides=None):
     resolved = {key: copy.deepcopy(raw[key]) for key in TOP_FIELDS
                 if key in raw and key not in ("optimizer", "stage_defaults", "stages")}
     resolved.setdefault("selection_metric", "recall_at_90_precision")
+    resolved.setdefault("task_selection", "average")
     resolved.setdefault("loss", "ce")
     for key, default in TOP_TOOL_DEFAULTS.items():
         resolved[key] = copy.deepcopy(raw.get(key, default))
@@ -218,6 +227,7 @@ def recipe_overrides(args):
         "batch_size": flag("batch_size"),
         "learning_rate": flag("learning_rate"),
         "selection_metric": None if metric == "auto" else metric,
+        "task_selection": flag("task_selection"),
         "loss": flag("loss"),
         "stages.*.epochs": flag("epochs"),
         # The rate only: the recipe's kind stays.
@@ -310,6 +320,9 @@ def _check(recipe):
     if recipe["selection_metric"] not in SELECTION_METRICS:
         raise ValueError(f"Recipe: selection_metric must be one of "
                          f"{SELECTION_METRICS}; got {recipe['selection_metric']!r}.")
+    if recipe["task_selection"] not in TASK_SELECTIONS:
+        raise ValueError(f"Recipe: task_selection must be one of "
+                         f"{TASK_SELECTIONS}; got {recipe['task_selection']!r}.")
     _check_loss(recipe["loss"])
     _check_keys(recipe["optimizer"], OPTIMIZER_FIELDS, "optimizer")
     for name, value in recipe["optimizer"].items():

@@ -130,6 +130,13 @@ def build_parser():
                           "checkpoint (auto: the recipe's: accuracy for "
                           "food101 and fashion_gen, recall at 90%% precision "
                           "otherwise).")
+    training.add_argument("--task-selection", choices=["average", "every_task"],
+                          help="What makes an epoch a stage's best: the "
+                          "highest task-average score (average, the paper "
+                          "recipes'), or that without any task's validation "
+                          "accuracy below the stage's start, each task keeping "
+                          "its own best epoch where only per-task weights train "
+                          "(every_task, the default recipe's).")
     training.add_argument("--cache-features", action="store_true",
                           help="In frozen stages, compute the frozen front of "
                           "the model once, to disk (WORKDIR/<stage>/"

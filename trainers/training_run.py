@@ -22,6 +22,7 @@ from trainers.checkpoints import WISE_FT_WEIGHTS_FILE
 from trainers.checkpoints import StageCheckpoints
 from trainers.checkpoints import stage_best_weights
 from trainers.checkpoints import write_json
+from trainers.checkpoint_selection import CheckpointSelection
 from trainers.command_line import DTYPE_POLICIES
 from trainers.data_summary import class_summary
 from trainers.evaluation import TARGET_PRECISION
@@ -319,9 +320,11 @@ class TrainingRun:
         )
         if plan["lora_rank"]:
             self.log_lora(stage, plan["lora_rank"], model, trainer)
+        selection = self.checkpoint_selection(model, schedule)
         checkpoints = StageCheckpoints(
             stage_dir, model, trainer.optimizers, write=self.chief,
             worker=self.worker, weight_average=trainer.weight_average,
+            selection=selection,
         )
         if checkpoints.is_done():
             self.log(f"[{stage}] Already finished in {stage_dir}; skipping.")
@@ -367,7 +370,7 @@ class TrainingRun:
                  + ", ".join(f"{g} {r:.2g}" for g, r in
                              self.peak_rates(schedule, learning_rate, model).items()))
         if epochs and not int(checkpoints.epoch) and not int(checkpoints.step):
-            self.evaluate_start(stage, trainer, validation, checkpoints)
+            self.evaluate_start(stage, trainer, validation, checkpoints, selection)
 
         for epoch in range(int(checkpoints.epoch), epochs):
             if self.stops_early(stage, epoch, checkpoints, plan):
@@ -407,17 +410,27 @@ class TrainingRun:
             with averaged_weights(trainer):
                 predictions = trainer.predict(validation)
                 metrics = evaluate_predictions(predictions, self.tasks)
-                score = self.selection_score(metrics)
                 global_step = (epoch + 1) * steps
+                keep, score, kept_metrics, notes = selection.consider(
+                    metrics, epoch + 1, float(checkpoints.best_score))
                 self.log(f"[{stage}] validation{' (EMA)' * bool(plan['ema_decay'])} "
-                         f"{self.metrics_text(metrics)}; score {score:.4f}")
-                if score > float(checkpoints.best_score):
-                    checkpoints.save_best(
-                        score,
-                        {"epoch": epoch + 1, "score": score, "validation": metrics},
-                        epoch + 1,
-                    )
-                    self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}).")
+                         f"{self.metrics_text(metrics)}; score "
+                         f"{selection.score(metrics):.4f}")
+                for note in notes:
+                    self.log(f"[{stage}] {note}")
+                if keep:
+                    with selection.best_model():
+                        checkpoints.save_best(
+                            score,
+                            {"epoch": epoch + 1, "score": score,
+                             "validation": kept_metrics,
+                             **({"task_epochs": selection.task_epochs()}
+                                if selection.per_task else {})},
+                            epoch + 1,
+                        )
+                    self.log(f"[{stage}] New best checkpoint (epoch {epoch + 1}"
+                             f"{', combined per task' * selection.per_task}; "
+                             f"score {score:.4f}).")
             checkpoints.save_latest(epoch + 1, 0)
             # Logging comes after the checkpoints: it can never cost an epoch.
             self.logger.epoch(
@@ -435,17 +448,33 @@ class TrainingRun:
             record = self.learning_record(
                 stage, checkpoints, epochs * steps,
                 self.peak_rates(schedule, learning_rate, model))
+            if selection.per_task:
+                record["task_epochs"] = selection.task_epochs()
         result = self.finish_stage(stage, model, trainer, checkpoints, clip,
                                    config, micro_batch_size, plan, record)
         if cache is not None and not args.keep_feature_cache:
             cache.delete()
         return result
 
-    def evaluate_start(self, stage, trainer, validation, checkpoints):
+    def checkpoint_selection(self, model, schedule):
+        """The stage's `CheckpointSelection`: the recipe's `task_selection`,
+        per task where the stage trains only per-task weights."""
+        trained = [group for group, variables in model.module_groups().items()
+                   if variables and schedule.learning_rate_multipliers.get(group)
+                   is not None]
+        per_task = (bool(trained) and hasattr(model, "task_variables")
+                    and set(trained) <= {"modality_attention", "heads"})
+        return CheckpointSelection(
+            list(self.tasks), self.selection_score,
+            rule=self.recipe["task_selection"],
+            task_variables=model.task_variables() if per_task else None,
+        )
+
+    def evaluate_start(self, stage, trainer, validation, checkpoints, selection):
         """Scores the stage's starting model on validation and keeps it as
         the best so far (epoch 0): a stage never ends below where it began."""
         metrics = evaluate_predictions(trainer.predict(validation), self.tasks)
-        score = self.selection_score(metrics)
+        score = selection.start(metrics)
         checkpoints.start_score.assign(score)
         checkpoints.save_best(score, {"epoch": 0, "score": score,
                                       "validation": metrics}, 0)

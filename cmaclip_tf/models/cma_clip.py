@@ -360,6 +360,16 @@ class CMACLIP(keras.Model):
         }
         return groups
 
+    def task_variables(self):
+        """`{task: variables}` that belong to one task alone: its modality
+        attention's and its head's (trainable or not). A stage that trains
+        only these trains each task independently of the others."""
+        return {
+            task: [*fusion.variables, *head.variables]
+            for task, fusion, head in zip(self.tasks, self.modality_attentions,
+                                          self.heads)
+        }
+
     def get_config(self):
         config = super().get_config()
         config.update(
