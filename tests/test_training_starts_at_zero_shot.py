@@ -39,3 +39,41 @@ def test_the_untrained_model_is_as_good_as_zero_shot(tmp_path):
         recorded = json.load(f)["start"]["warmup"]
     assert {t: r["zero_shot"] for t, r in recorded.items()} == {
         "color": True, "pattern": True, "style": True}
+
+
+def _validation_accuracy(workdir, stage):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        validation = json.load(f)["stages"][stage]["validation"]
+    return {task: m["accuracy"] for task, m in validation.items()}
+
+
+@pytest.mark.large
+def test_no_task_ends_below_its_start_on_validation(tmp_path):
+    """The default recipe's `every_task` selection: every stage keeps each
+    task at or above the stage's start on validation; chained, no task ends
+    below where training began (zero-shot CLIP's classifier); the stages
+    that train only heads (clip_linear's warm-up and tuning) keep each
+    task's best epoch."""
+    trained = str(tmp_path / "clip_linear")
+    run_trainer("run", ["--dataset", "synthetic", "--num-examples", "400",
+                        "--quiet", "--seed", "5", "--variant", "clip_linear",
+                        "--stage", "all", "--epochs", "2", "--workdir", trained])
+    with open(os.path.join(trained, "metrics.json")) as f:
+        stages = json.load(f)["stages"]
+    floor = None
+    for stage in ("warmup", "end2end", "tuning"):
+        record = stages[stage]["training"]
+        start = {t: m["accuracy"] for t, m in record["start_validation"].items()}
+        if floor is not None:  # A stage starts from the one before's best.
+            assert start == floor, (stage, start, floor)
+        accuracy = _validation_accuracy(trained, stage)
+        assert set(accuracy) == {"color", "pattern", "style"}
+        for task, value in start.items():
+            assert accuracy[task] >= value, (stage, task, accuracy, start)
+        floor = accuracy
+        epochs = record.get("task_epochs")
+        if stage == "end2end":
+            assert epochs is None  # CLIP trains: one epoch for every task.
+        else:
+            assert set(epochs) == {"color", "pattern", "style"}
+            assert all(0 <= e <= 2 for e in epochs.values())

@@ -56,6 +56,8 @@ from trainers.wise_ft import choose_alpha
 from trainers.wise_ft import wise_ft_alphas
 
 BAD_RECORDS_FILE = "bad_records.csv"
+# A stage's validation metrics at its start (WORKDIR/<stage>/start.json).
+START_FILE = "start.json"
 
 
 class TrainingRun:
@@ -476,6 +478,9 @@ class TrainingRun:
         metrics = evaluate_predictions(trainer.predict(validation), self.tasks)
         score = selection.start(metrics)
         checkpoints.start_score.assign(score)
+        if self.chief:
+            write_json(os.path.join(checkpoints.stage_dir, START_FILE),
+                       {"score": score, "validation": metrics})
         checkpoints.save_best(score, {"epoch": 0, "score": score,
                                       "validation": metrics}, 0)
         self.log(f"[{stage}] validation at the start: "
@@ -494,7 +499,13 @@ class TrainingRun:
                                           peak_rates.items())
                 + "; the stage keeps its starting weights. More data, more "
                 "epochs or a higher --learning-rate may help.")
+        start_path = os.path.join(checkpoints.stage_dir, START_FILE)
+        start_validation = None
+        if os.path.isfile(start_path):
+            with open(start_path) as f:
+                start_validation = json.load(f)["validation"]
         return {"learned": learned, "start_score": start, "best_score": best,
+                "start_validation": start_validation,
                 "best_epoch": int(checkpoints.best_epoch),
                 "steps": total_steps, "peak_learning_rates": peak_rates}
 
