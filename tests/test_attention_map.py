@@ -192,8 +192,8 @@ def test_figures_for_tensorboard(tiny):
 def test_visualize_cli_and_tensorboard_hook(tiny, tmp_path):
     from cmaclip_tf.datasets import load_dataset
     from cmaclip_tf.inference_bundle import save_inference_bundle
-    from trainers.input_data import RunData
-    from trainers.run_logger import RunLogger
+    from trainers.training.input_data import RunData
+    from trainers.training.run_logger import RunLogger
     from trainers.visualize import main
 
     model, clip, config, _, _, pixels, _ = tiny

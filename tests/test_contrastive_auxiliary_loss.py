@@ -19,9 +19,9 @@ from trainer_processes import tensorboard_scalars
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.losses import contrastive_loss
 from cmaclip_tf.models import create_cma_clip
-from trainers.input_data import RunData
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
+from trainers.training.input_data import RunData
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
 
 BATCH = 16
 ALPHA = 0.5

@@ -23,13 +23,13 @@ from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.lora import enable_clip_lora
 from cmaclip_tf.preprocessing.image_augmentation import ImageAugmentation
-from trainers.input_data import RunData
-from trainers.recipe import resolve_recipe
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
-from trainers.wise_ft import DEFAULT_ALPHAS
-from trainers.wise_ft import choose_alpha
-from trainers.wise_ft import clip_weights
+from trainers.training.input_data import RunData
+from trainers.training.recipe import resolve_recipe
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
+from trainers.training.wise_ft import DEFAULT_ALPHAS
+from trainers.training.wise_ft import choose_alpha
+from trainers.training.wise_ft import clip_weights
 
 BATCH = 8
 MODEL = micro_model_config()

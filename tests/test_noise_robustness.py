@@ -185,8 +185,8 @@ def test_evaluate_noise_robustness_of_a_saved_model(tmp_path):
     from cmaclip_tf.datasets import LabelVocabularies
     from cmaclip_tf.inference_bundle import save_inference_bundle
     from cmaclip_tf.models import create_cma_clip
-    from trainers.noise_robustness import evaluate_noise_robustness
-    from trainers.noise_robustness import main
+    from trainers.suites.noise_robustness import evaluate_noise_robustness
+    from trainers.suites.noise_robustness import main
 
     names = class_names()
     model, clip, config = create_cma_clip("tiny", {t: len(v) for t, v in names.items()})

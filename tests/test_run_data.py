@@ -8,8 +8,8 @@ from fixtures_data import write_catalogue
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
-from trainers.input_data import RunData
-from trainers.run_logger import RunLogger
+from trainers.training.input_data import RunData
+from trainers.training.run_logger import RunLogger
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_the_cache_fingerprint_covers_preprocessing_and_precision(catalogue):
 
     from micro_model import micro_model_config
 
-    from trainers.stage_schedule import STAGES
-    from trainers.stage_trainer import StageTrainer
+    from trainers.training.stage_schedule import STAGES
+    from trainers.training.stage_trainer import StageTrainer
 
     dataset = load_dataset("manifest", manifest=catalogue["train"],
                            val_manifest=catalogue["val"])

@@ -7,9 +7,9 @@ from micro_model import micro_model_config
 
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
-from trainers.input_data import RunData
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
+from trainers.training.input_data import RunData
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
 
 BATCH = 16
 MODEL = micro_model_config()  # Mechanics, not accuracy: one layer is enough.
@@ -115,7 +115,7 @@ def test_unlabelled_examples_add_no_gradient(synthetic):
 
 
 def test_score_thresholds_on_a_hand_made_case():
-    from trainers.evaluation import score_thresholds
+    from trainers.training.evaluation import score_thresholds
 
     # Top-1 scores 0.9 (right), 0.8 (right), 0.7 (wrong), 0.6 (right); one
     # unlabelled row that must not count.
@@ -266,8 +266,8 @@ def test_weight_decay_skips_layer_norm_scales_biases_and_the_attention_vector(sy
 
 
 def test_each_group_follows_warmup_then_cosine_at_its_multiplier(synthetic):
-    from trainers.learning_rate_schedule import WarmupSchedule
-    from trainers.stage_schedule import StageSchedule
+    from trainers.training.learning_rate_schedule import WarmupSchedule
+    from trainers.training.stage_schedule import StageSchedule
 
     model, data, _, _ = _setup(synthetic, "tuning")
     features, labels = _one_batch(data, 48)

@@ -14,7 +14,7 @@ from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.clip_loader import TRAINING_FILE
 from cmaclip_tf.models.clip_loader import resolve_preset
-from trainers.input_data import RunData
+from trainers.training.input_data import RunData
 
 PRESET = "tiny_clip_pretrained"
 

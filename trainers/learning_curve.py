@@ -28,9 +28,9 @@ if __package__ in (None, ""):
 
 from trainers import command_line  # noqa: E402
 from trainers import experiments  # noqa: E402
-from trainers.experiment_report import aggregate  # noqa: E402
-from trainers.experiment_report import collect_runs  # noqa: E402
-from trainers.experiment_suites import METHOD_LABELS  # noqa: E402
+from trainers.suites.experiment_report import aggregate  # noqa: E402
+from trainers.suites.experiment_report import collect_runs  # noqa: E402
+from trainers.suites.experiment_suites import METHOD_LABELS  # noqa: E402
 
 DEFAULT_METHODS = "zero_shot,clip_linear,no_ma_sa,no_ma,full"
 METRICS = (("recall_at_90_precision", "Recall (%) at 90% precision"),

@@ -10,8 +10,8 @@ import os
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.clip_loader import save_clip_preset
-from trainers.checkpoints import write_json
-from trainers.evaluation import Evaluator
+from trainers.training.checkpoints import write_json
+from trainers.training.evaluation import Evaluator
 
 
 def run_zero_shot(run, clip=None):
@@ -59,8 +59,8 @@ def run_finetuned_clip(run):
     rate and end2end weight decay: as long and as hard as CMA-CLIP's own
     end-to-end stage.
     """
-    from trainers.contrastive_stage import ContrastiveSettings
-    from trainers.contrastive_stage import ContrastiveStage
+    from trainers.pretraining.contrastive_stage import ContrastiveSettings
+    from trainers.pretraining.contrastive_stage import ContrastiveStage
 
     args = run.args
     config = run.model_config = get_model_config(args.model)

@@ -20,11 +20,11 @@ import tensorflow as tf
 
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.losses import masked_cross_entropy_sum
-from trainers.evaluation import Evaluator
-from trainers.group_optimizer import group_optimizer
-from trainers.replica_seeds import distinct_replica_seeds
-from trainers.replica_seeds import seed_states
-from trainers.weight_average import WeightAverage
+from trainers.training.evaluation import Evaluator
+from trainers.training.group_optimizer import group_optimizer
+from trainers.training.replica_seeds import distinct_replica_seeds
+from trainers.training.replica_seeds import seed_states
+from trainers.training.weight_average import WeightAverage
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -60,12 +60,12 @@ class StageTrainer:
 
     Args:
         model: a built `CMACLIP`, created under `strategy.scope()`.
-        schedule: `trainers.stage_schedule.StageSchedule`.
+        schedule: `trainers.training.stage_schedule.StageSchedule`.
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The base learning rate.
         weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
             "decoupled", "rate": number}` (not on vectors:
-            `trainers.fused_adamw.FusedAdamW`).
+            `trainers.training.fused_adamw.FusedAdamW`).
         jit_compile: bool. XLA-compile the forward and backward pass.
         task_losses: `{task: fn(logits, labels) -> (sum, count)}`
             (`cmaclip_tf.losses.task_losses`); default: cross-entropy.
@@ -82,12 +82,12 @@ class StageTrainer:
         clip_norm: optional float. Clip the gradients of all groups
             together to this global norm (after summing over replicas).
         learning_rate_schedule: optional callable, peak rate -> Keras
-            schedule (`trainers.learning_rate_schedule.WarmupSchedule`);
+            schedule (`trainers.training.learning_rate_schedule.WarmupSchedule`);
             default: constant.
         optimizer_options: optional dict of AdamW's `beta_1`, `beta_2`,
             `epsilon`.
         ema_decay: optional float. Keep an exponential moving average of
-            the trained variables (`trainers.weight_average.WeightAverage`,
+            the trained variables (`trainers.training.weight_average.WeightAverage`,
             `weight_average`), updated after every step.
 
     Under a `mixed_float16` model, every group's AdamW is wrapped in Keras's

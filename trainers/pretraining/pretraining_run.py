@@ -10,17 +10,17 @@ import keras
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.clip_loader import save_clip_preset
-from trainers import distribution
-from trainers.checkpoints import write_json
+from trainers.training import distribution
+from trainers.training.checkpoints import write_json
 from trainers.command_line import DTYPE_POLICIES
-from trainers.contrastive_stage import STAGE
-from trainers.contrastive_stage import ContrastiveSettings
-from trainers.contrastive_stage import ContrastiveStage
-from trainers.input_data import load_run_data
-from trainers.run_logger import RunLogger
-from trainers.run_record import RUN_FILE
-from trainers.run_record import run_record
-from trainers.stage_trainer import check_contrastive_options
+from trainers.pretraining.contrastive_stage import STAGE
+from trainers.pretraining.contrastive_stage import ContrastiveSettings
+from trainers.pretraining.contrastive_stage import ContrastiveStage
+from trainers.training.input_data import load_run_data
+from trainers.training.run_logger import RunLogger
+from trainers.training.run_record import RUN_FILE
+from trainers.training.run_record import run_record
+from trainers.training.stage_trainer import check_contrastive_options
 
 PRESET_DIR = "preset"
 # Datasets that may hold image-text pairs only: read no labels from them.

@@ -1,6 +1,6 @@
 """The experiment suites as data: methods, their trainers/run.py calls, labels.
 
-`trainers/experiments.py` runs a suite; `trainers/experiment_report.py` writes
+`trainers/experiments.py` runs a suite; `trainers/suites/experiment_report.py` writes
 its report.
 """
 

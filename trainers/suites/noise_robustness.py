@@ -1,6 +1,6 @@
 """Noise robustness of a trained run: the paper's Table 5 as a measurement.
 
-    python trainers/noise_robustness.py --workdir runs/full
+    python trainers/suites/noise_robustness.py --workdir runs/full
 
 Evaluates the run's final model (`WORKDIR/inference/`, or CLIP with class
 prompts for a `--variant zero_shot` run) on the test split under each
@@ -21,9 +21,11 @@ import os
 import sys
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Run as a script: make the repository (three folders up) importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
 
-from trainers.run_record import read_run_record  # noqa: E402
+from trainers.training.run_record import read_run_record  # noqa: E402
 
 RESULT_FILE = "noise_robustness.json"
 # trainers/run.py flags that pick the data, as `load_dataset` arguments.
@@ -126,7 +128,7 @@ def run_data_options(workdir, overrides=None):
     if record.get("misleading_title") is not None or record.get(
             "irrelevant_image") is not None:
         # The generator's noise dials make the run's test split too.
-        from trainers.input_data import synthetic_noise_config
+        from trainers.training.input_data import synthetic_noise_config
 
         options["synthetic_config"] = synthetic_noise_config(
             argparse.Namespace(**record))
@@ -156,8 +158,8 @@ def evaluate_noise_robustness(
     from cmaclip_tf.datasets.title_perturbations import attribute_words
     from cmaclip_tf.datasets.title_perturbations import perturb_split
     from cmaclip_tf.input_pipeline import make_batches
-    from trainers.evaluation import Evaluator
-    from trainers.evaluation import evaluate_predictions
+    from trainers.training.evaluation import Evaluator
+    from trainers.training.evaluation import evaluate_predictions
 
     model, text_preprocessor, image_preprocessor, names = load_run_model(
         workdir, model_config, prompt

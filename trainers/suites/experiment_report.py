@@ -16,12 +16,12 @@ import platform
 
 import numpy as np
 
-from trainers.experiment_suites import CONDITION_LABELS
-from trainers.experiment_suites import DONE_FILE
-from trainers.experiment_suites import FINAL_STAGE_ORDER
-from trainers.experiment_suites import LEARNED_IMAGE_WEIGHT
-from trainers.experiment_suites import METHOD_LABELS
-from trainers.experiment_suites import METHOD_RUNS
+from trainers.suites.experiment_suites import CONDITION_LABELS
+from trainers.suites.experiment_suites import DONE_FILE
+from trainers.suites.experiment_suites import FINAL_STAGE_ORDER
+from trainers.suites.experiment_suites import LEARNED_IMAGE_WEIGHT
+from trainers.suites.experiment_suites import METHOD_LABELS
+from trainers.suites.experiment_suites import METHOD_RUNS
 
 
 def final_stage_metrics(metrics):

@@ -34,7 +34,7 @@ class StageCheckpoints:
         optimizers: dict of group name to optimizer.
         write: bool. False on non-chief workers, which save to a scratch
             folder so every worker runs the same collective save.
-        weight_average: optional `trainers.weight_average.WeightAverage`,
+        weight_average: optional `trainers.training.weight_average.WeightAverage`,
             checkpointed with the optimizers.
     """
 
@@ -131,7 +131,7 @@ def random_states(model):
 
 def stage_best_weights(workdir, stage):
     """The best weights file of a finished or running stage, or None: after
-    WiSE-FT (`trainers.wise_ft`), the interpolated one."""
+    WiSE-FT (`trainers.training.wise_ft`), the interpolated one."""
     for name in (WISE_FT_WEIGHTS_FILE, "best.weights.h5"):
         path = os.path.join(workdir, stage, name)
         if os.path.isfile(path):

@@ -29,7 +29,7 @@ Stage fields: `epochs` (`min_steps`: run more epochs until the stage has at
 least this many steps; `--epochs` and `--<stage>-epochs` set it to 0);
 `learning_rate_multipliers` (module group -> factor
 of the base rate, `null` = frozen; groups left out keep the paper's table,
-`trainers.stage_schedule.STAGES`); `schedule` (`cosine` or `constant`, after
+`trainers.training.stage_schedule.STAGES`); `schedule` (`cosine` or `constant`, after
 `warmup_steps` of linear warm-up, or `warmup_fraction` of the stage's
 steps if that is more); `weight_decay`, `{"kind": "l2" |
 "decoupled", "rate": ...}` (`l2`: Adam with an L2 term in the gradient, as
@@ -48,9 +48,9 @@ Fine-tuning tools, all off unless set: top fields `augmentation` (`null`,
 `cmaclip_tf.preprocessing.image_augmentation`) and `label_smoothing` (ε of
 the `ce` loss, default 0); stage fields `ema_decay` (`null`, or the decay of
 an exponential moving average of the trained weights, which validation and
-the export then use: `trainers.weight_average`), and, in stages that train
+the export then use: `trainers.training.weight_average`), and, in stages that train
 CLIP, `wise_ft` (`false`, `true` for α in 0, 0.25, ..., 1, or a list of α:
-`trainers.wise_ft`) and `lora_rank` (`null`, or LoRA of that rank on CLIP's
+`trainers.training.wise_ft`) and `lora_rank` (`null`, or LoRA of that rank on CLIP's
 query and value projections instead of training CLIP's weights:
 `cmaclip_tf.models.lora`).
 
@@ -65,12 +65,15 @@ import os
 
 from cmaclip_tf.named_json import available_names
 from cmaclip_tf.named_json import load_named_json
-from trainers.learning_rate_schedule import DECAYS
-from trainers.stage_schedule import STAGE_ORDER
-from trainers.stage_schedule import STAGES
-from trainers.stage_schedule import StageSchedule
+from trainers.training.learning_rate_schedule import DECAYS
+from trainers.training.stage_schedule import STAGE_ORDER
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_schedule import StageSchedule
 
-RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+# trainers/recipes/: beside the command lines that name them.
+RECIPE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"
+)
 RECIPE_FILE = "recipe.json"
 SELECTION_METRICS = ("accuracy", "recall_at_90_precision", "auto")
 # The recipe every dataset gets without --recipe; the paper's are by name.
@@ -403,7 +406,7 @@ def _check_stage_tools(fields, where, clip_frozen):
 
 def _normalize_weight_decay(fields, where):
     """`fields["weight_decay"]` as `{"kind", "rate"}` (a number: decoupled)."""
-    from trainers.fused_adamw import weight_decay_setting  # TensorFlow: late.
+    from trainers.training.fused_adamw import weight_decay_setting  # TensorFlow: late.
 
     if "weight_decay" not in fields:
         return

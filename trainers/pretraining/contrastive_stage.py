@@ -19,11 +19,11 @@ import os
 
 import keras
 
-from trainers.checkpoints import StageCheckpoints
-from trainers.checkpoints import write_json
-from trainers.contrastive_trainer import ContrastiveTrainer
-from trainers.contrastive_trainer import selection_score
-from trainers.fused_adamw import weight_decay_setting
+from trainers.training.checkpoints import StageCheckpoints
+from trainers.training.checkpoints import write_json
+from trainers.pretraining.contrastive_trainer import ContrastiveTrainer
+from trainers.pretraining.contrastive_trainer import selection_score
+from trainers.training.fused_adamw import weight_decay_setting
 
 STAGE = "contrastive"
 
@@ -59,14 +59,14 @@ class ContrastiveStage:
     Args:
         backbone: `keras_hub.models.CLIPBackbone`, built under
             `strategy.scope()`; left holding the best weights.
-        data: `trainers.input_data.RunData`, prepared for this CLIP; its
+        data: `trainers.training.input_data.RunData`, prepared for this CLIP; its
             labels, if any, are ignored.
         strategy: `tf.distribute.Strategy`.
         settings: `ContrastiveSettings`.
         workdir: the run's folder (`contrastive/` and `tensorboard/` go in).
-        logger: `trainers.run_logger.RunLogger`.
+        logger: `trainers.training.run_logger.RunLogger`.
         log: prints a line (on the chief only).
-        chief, worker: this worker's role (`trainers.distribution`).
+        chief, worker: this worker's role (`trainers.training.distribution`).
         verbosity: the progress bar's (0: none).
         hparams: extra hyperparameters for TensorBoard.
     """

@@ -16,12 +16,12 @@ import os
 
 import numpy as np
 
-from trainers.experiment_report import final_stage_metrics
-from trainers.experiment_report import mean_std
-from trainers.experiment_suites import DIAL_LABELS
-from trainers.experiment_suites import LEARNED_IMAGE_WEIGHT
-from trainers.experiment_suites import LOSS_LABELS
-from trainers.experiment_suites import METHOD_LABELS
+from trainers.suites.experiment_report import final_stage_metrics
+from trainers.suites.experiment_report import mean_std
+from trainers.suites.experiment_suites import DIAL_LABELS
+from trainers.suites.experiment_suites import LEARNED_IMAGE_WEIGHT
+from trainers.suites.experiment_suites import LOSS_LABELS
+from trainers.suites.experiment_suites import METHOD_LABELS
 
 METRICS = {"recall_at_90_precision": "recall at 90% precision",
            "accuracy": "accuracy"}

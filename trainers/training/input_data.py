@@ -16,8 +16,8 @@ from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
 from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing.image_augmentation import ImageAugmentation
-from trainers.feature_cache import FeatureCache
-from trainers.feature_cache import weights_fingerprint
+from trainers.training.feature_cache import FeatureCache
+from trainers.training.feature_cache import weights_fingerprint
 
 
 def load_run_data(args, tasks=None, reuse_labels=True, augmentation=None):

@@ -16,11 +16,11 @@ import tensorflow as tf
 from cmaclip_tf.losses import clamp_logit_scale
 from cmaclip_tf.losses import global_batch_contrastive_loss
 from cmaclip_tf.metrics import retrieval_recall
-from trainers.fused_adamw import FusedAdamW
-from trainers.learning_rate_schedule import WarmupSchedule
-from trainers.replica_seeds import distinct_replica_seeds
-from trainers.replica_seeds import seed_states
-from trainers.stage_trainer import check_contrastive_options
+from trainers.training.fused_adamw import FusedAdamW
+from trainers.training.learning_rate_schedule import WarmupSchedule
+from trainers.training.replica_seeds import distinct_replica_seeds
+from trainers.training.replica_seeds import seed_states
+from trainers.training.stage_trainer import check_contrastive_options
 
 SUM = tf.distribute.ReduceOp.SUM
 RECALL_KS = (1, 5)
@@ -41,11 +41,11 @@ class ContrastiveTrainer:
         strategy: `tf.distribute.Strategy`.
         learning_rate: float. The peak learning rate.
         weight_decay: a number (AdamW's decoupled decay) or `{"kind": "l2" |
-            "decoupled", "rate": number}` (`trainers.fused_adamw.FusedAdamW`).
+            "decoupled", "rate": number}` (`trainers.training.fused_adamw.FusedAdamW`).
         total_steps: int. Steps of the whole run, the schedule's length;
             `None` keeps `learning_rate` constant.
         warmup_steps: int. Steps of the linear warmup
-            (`trainers.learning_rate_schedule.WarmupSchedule`).
+            (`trainers.training.learning_rate_schedule.WarmupSchedule`).
         jit_compile: bool. XLA-compile the forward and backward pass (one
             replica only).
 

@@ -102,7 +102,7 @@ class RunLogger:
         Args:
             model: the model being trained; variants without sequence-wise
                 attention log nothing.
-            data: `trainers.input_data.RunData`, prepared.
+            data: `trainers.training.input_data.RunData`, prepared.
             num_examples: how many of the first good validation records.
         """
         if not self.enabled or getattr(model, "sequence_attention", None) is None:

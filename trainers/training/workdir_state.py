@@ -14,7 +14,7 @@ import os
 import shutil
 
 from cmaclip_tf.datasets.label_vocabulary import VOCABULARIES_FILENAME
-from trainers.run_record import RUN_FILE
+from trainers.training.run_record import RUN_FILE
 
 DATA_FILE = "data.json"
 # Flags that decide which examples a run reads, or change their labels.

@@ -10,7 +10,7 @@ leaves them as they are.
 
 import keras
 
-from trainers.fused_adamw import FusedAdamW
+from trainers.training.fused_adamw import FusedAdamW
 
 
 class PreReducedAdamW(FusedAdamW):
