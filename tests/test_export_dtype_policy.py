@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 import tiny_export
-from cmaclip_tf import export
+from cmaclip_tf.inference import export
 
 
 def test_a_mixed_precision_model_exports_float32_unless_asked(tmp_path):

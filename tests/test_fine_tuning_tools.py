@@ -15,8 +15,8 @@ from trainer_processes import run_on_two_cpus
 from trainer_processes import run_trainer
 
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.inference_bundle import load_inference_bundle
-from cmaclip_tf.inference_bundle import save_inference_bundle
+from cmaclip_tf.inference.inference_bundle import load_inference_bundle
+from cmaclip_tf.inference.inference_bundle import save_inference_bundle
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip

@@ -63,9 +63,12 @@ def import_graph():
         graph[name] = set()
         for module, names in _imports(path, name):
             module = _resolve(module, modules)
-            for imported in [module] + [f"{module}.{n}" for n in names]:
-                if imported in modules and imported != name:
-                    graph[name].add(imported)
+            # `from package import submodule` depends on the submodule; the
+            # package's own __init__ counts only for the names it defines.
+            submodules = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
+            if len(submodules) < len(names) or not names:
+                submodules.append(module)
+            graph[name].update(m for m in submodules if m in modules and m != name)
     return graph
 
 

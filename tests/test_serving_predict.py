@@ -387,7 +387,7 @@ def test_oversized_and_unusual_files_on_every_path(
     predictor, exported, files, tmp_path, capsys, loaded_once
 ):
     from cmaclip_tf.datasets import load_dataset
-    from cmaclip_tf.input_pipeline import make_batches
+    from cmaclip_tf.preprocessing.input_pipeline import make_batches
 
     paths = [files[n] for n in UNUSUAL]
     texts = ["grey wool scarf", "red dress", "striped shirt"]

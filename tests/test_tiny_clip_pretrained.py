@@ -12,7 +12,7 @@ from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.metrics import retrieval_recall
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
-from cmaclip_tf.models.clip_loader import TRAINING_FILE
+from cmaclip_tf.models.clip_components import TRAINING_FILE
 from cmaclip_tf.models.clip_loader import resolve_preset
 from trainers.training.input_data import RunData
 

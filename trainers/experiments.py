@@ -221,7 +221,7 @@ def effective_settings(args):
     elif examples is not None:
         examples = f"the first {examples} of each split"
     elif args.dataset == "synthetic":
-        from cmaclip_tf.datasets.synthetic_products import DEFAULT_NUM_EXAMPLES
+        from cmaclip_tf.datasets.synthetic.products import DEFAULT_NUM_EXAMPLES
 
         examples = "/".join(str(n) for n in DEFAULT_NUM_EXAMPLES.values())
     return {

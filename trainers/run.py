@@ -17,7 +17,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cmaclip_tf.variants import ALL_VARIANTS  # noqa: E402
+from cmaclip_tf.configs.variants import ALL_VARIANTS  # noqa: E402
 from trainers import command_line  # noqa: E402
 from trainers.training.stage_schedule import STAGE_ORDER  # noqa: E402
 

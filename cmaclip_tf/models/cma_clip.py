@@ -10,10 +10,10 @@ from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
 from cmaclip_tf.layers import end_of_text_embedding
 from cmaclip_tf.layers import use_matmul_projections
-from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
-from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
-from cmaclip_tf.variants import POOLED_VARIANTS
-from cmaclip_tf.variants import VARIANTS
+from cmaclip_tf.models.clip_components import deserialize_clip_backbone
+from cmaclip_tf.models.clip_components import set_text_layer_norm_epsilon
+from cmaclip_tf.configs.variants import POOLED_VARIANTS
+from cmaclip_tf.configs.variants import VARIANTS
 
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
 RAW_INPUTS = ("images", "token_ids", "padding_mask")

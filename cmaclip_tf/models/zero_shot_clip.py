@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
+from cmaclip_tf.models.clip_components import deserialize_clip_backbone
 
 DEFAULT_PROMPT = "a photo of a {label}"
 

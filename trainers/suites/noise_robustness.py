@@ -4,7 +4,7 @@
 
 Evaluates the run's final model (`WORKDIR/inference/`, or CLIP with class
 prompts for a `--variant zero_shot` run) on the test split under each
-condition of `cmaclip_tf.datasets.title_perturbations.PERTURBATIONS`: as is,
+condition of `cmaclip_tf.datasets.synthetic.title_perturbations.PERTURBATIONS`: as is,
 attribute words removed from the titles, the correct attribute words put in,
 and noise images. Writes `WORKDIR/noise_robustness.json`: `{condition: {task:
 {accuracy, recall_at_90_precision, image_weight_mean, ...}}}`, with λ and
@@ -70,7 +70,7 @@ def load_run_model(workdir, model_config=None, prompt=None):
     (its model config, CLIP preset and prompt from `run.json`, unless given;
     a `finetuned_clip` run's CLIP from its `preset/`).
     """
-    from cmaclip_tf.inference_bundle import load_inference_bundle
+    from cmaclip_tf.inference.inference_bundle import load_inference_bundle
 
     bundle_dir = os.path.join(workdir, "inference")
     if os.path.isdir(bundle_dir):
@@ -153,11 +153,11 @@ def evaluate_noise_robustness(
         `{condition: {task: metrics}}`, metrics as `evaluate_predictions`'.
     """
     from cmaclip_tf.datasets import load_dataset
-    from cmaclip_tf.datasets.title_perturbations import PERTURBATIONS
-    from cmaclip_tf.datasets.title_perturbations import TitlePerturbation
-    from cmaclip_tf.datasets.title_perturbations import attribute_words
-    from cmaclip_tf.datasets.title_perturbations import perturb_split
-    from cmaclip_tf.input_pipeline import make_batches
+    from cmaclip_tf.datasets.synthetic.title_perturbations import PERTURBATIONS
+    from cmaclip_tf.datasets.synthetic.title_perturbations import TitlePerturbation
+    from cmaclip_tf.datasets.synthetic.title_perturbations import attribute_words
+    from cmaclip_tf.datasets.synthetic.title_perturbations import perturb_split
+    from cmaclip_tf.preprocessing.input_pipeline import make_batches
     from trainers.training.evaluation import Evaluator
     from trainers.training.evaluation import evaluate_predictions
 

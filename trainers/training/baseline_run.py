@@ -9,7 +9,7 @@ import os
 
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
-from cmaclip_tf.models.clip_loader import save_clip_preset
+from cmaclip_tf.models.clip_components import save_clip_preset
 from trainers.training.checkpoints import write_json
 from trainers.training.evaluation import Evaluator
 

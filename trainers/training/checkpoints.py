@@ -13,8 +13,8 @@ import os
 
 import tensorflow as tf
 
-from cmaclip_tf import atomic_files
-from cmaclip_tf.atomic_files import atomic_path
+from cmaclip_tf.runtime import atomic_files
+from cmaclip_tf.runtime.atomic_files import atomic_path
 
 # The stage's weights after WiSE-FT; later stages start from it.
 WISE_FT_WEIGHTS_FILE = "wise_ft.weights.h5"

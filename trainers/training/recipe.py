@@ -63,8 +63,8 @@ import copy
 import math
 import os
 
-from cmaclip_tf.named_json import available_names
-from cmaclip_tf.named_json import load_named_json
+from cmaclip_tf.runtime.named_json import available_names
+from cmaclip_tf.runtime.named_json import load_named_json
 from trainers.training.learning_rate_schedule import DECAYS
 from trainers.training.stage_schedule import STAGE_ORDER
 from trainers.training.stage_schedule import STAGES
@@ -265,7 +265,7 @@ def stage_schedule(recipe, stage, widths=None):
 
 def write_recipe(workdir, recipe):
     """Writes the resolved recipe to `WORKDIR/recipe.json`; returns the path."""
-    from cmaclip_tf.atomic_files import write_json
+    from cmaclip_tf.runtime.atomic_files import write_json
 
     path = os.path.join(workdir, RECIPE_FILE)
     write_json(path, recipe, sort_keys=True)

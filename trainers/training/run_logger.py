@@ -107,7 +107,7 @@ class RunLogger:
         """
         if not self.enabled or getattr(model, "sequence_attention", None) is None:
             return
-        from cmaclip_tf.attention_map import attention_map_figures
+        from cmaclip_tf.inference.attention_map import attention_map_figures
 
         features, texts = data.preview("validation", num_examples)
         if not texts:

@@ -9,12 +9,12 @@ import time
 import keras
 import numpy as np
 
-from cmaclip_tf.atomic_files import atomic_path
+from cmaclip_tf.runtime.atomic_files import atomic_path
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models.lora import enable_clip_lora
 from cmaclip_tf.models.lora import parameter_count
-from cmaclip_tf.variants import BASELINES
+from cmaclip_tf.configs.variants import BASELINES
 from trainers.training import distribution
 from trainers.training.baseline_run import run_finetuned_clip
 from trainers.training.baseline_run import run_zero_shot
@@ -663,7 +663,7 @@ class TrainingRun:
         return "\n".join(lines)
 
     def export(self):
-        from cmaclip_tf.export import export_saved_model
+        from cmaclip_tf.inference.export import export_saved_model
 
         path = export_saved_model(
             os.path.join(self.workdir, "inference"), self.args.export,

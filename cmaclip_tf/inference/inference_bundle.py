@@ -12,7 +12,7 @@ in plain formats:
   metrics), plus the bundle's format version.
 
 The trainer writes one to `WORKDIR/inference/` with `save_inference_bundle`;
-`cmaclip_tf.export` (`python -m serving.export`) reads it back with
+`cmaclip_tf.inference.export` (`python -m serving.export`) reads it back with
 `load_inference_bundle` and builds the preprocessing from the same
 `cmaclip_tf.preprocessing` classes the training pipeline uses.
 """
@@ -23,7 +23,7 @@ import os
 
 import keras
 
-from cmaclip_tf.atomic_files import write_json
+from cmaclip_tf.runtime.atomic_files import write_json
 
 BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"

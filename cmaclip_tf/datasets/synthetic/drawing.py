@@ -8,9 +8,9 @@ from PIL import Image
 from PIL import ImageChops
 from PIL import ImageDraw
 
-from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
-from cmaclip_tf.datasets.synthetic_vocabulary import STYLES
-from cmaclip_tf.datasets.synthetic_vocabulary import choice
+from cmaclip_tf.datasets.synthetic.vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLES
+from cmaclip_tf.datasets.synthetic.vocabulary import choice
 
 _RENDER_SCALE = 2  # Drawn at twice the size, then box-filtered: anti-aliasing.
 # Darkening toward the bottom (> 0) or the top (< 0), at most 14%.

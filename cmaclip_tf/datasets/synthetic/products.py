@@ -34,23 +34,24 @@ import numpy as np
 
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
 from cmaclip_tf.datasets.manifest_writer import write_manifest
-from cmaclip_tf.datasets.synthetic_drawing import ProductDrawer
-from cmaclip_tf.datasets.synthetic_vocabulary import AUDIENCES
-from cmaclip_tf.datasets.synthetic_vocabulary import BRANDS
-from cmaclip_tf.datasets.synthetic_vocabulary import COLOR_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
-from cmaclip_tf.datasets.synthetic_vocabulary import COMPANION_LINKS
-from cmaclip_tf.datasets.synthetic_vocabulary import COMPANION_PRODUCTS
-from cmaclip_tf.datasets.synthetic_vocabulary import FILLERS
-from cmaclip_tf.datasets.synthetic_vocabulary import GENERIC_NOUNS
-from cmaclip_tf.datasets.synthetic_vocabulary import PATTERN_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import PATTERNS
-from cmaclip_tf.datasets.synthetic_vocabulary import SIZES
-from cmaclip_tf.datasets.synthetic_vocabulary import STYLE_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import STYLES
-from cmaclip_tf.datasets.synthetic_vocabulary import TASKS
-from cmaclip_tf.datasets.synthetic_vocabulary import choice
-from cmaclip_tf.datasets.synthetic_vocabulary import class_names
+from cmaclip_tf.datasets.synthetic.drawing import ProductDrawer
+from cmaclip_tf.datasets.synthetic.source import SyntheticSource
+from cmaclip_tf.datasets.synthetic.vocabulary import AUDIENCES
+from cmaclip_tf.datasets.synthetic.vocabulary import BRANDS
+from cmaclip_tf.datasets.synthetic.vocabulary import COLOR_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic.vocabulary import COMPANION_LINKS
+from cmaclip_tf.datasets.synthetic.vocabulary import COMPANION_PRODUCTS
+from cmaclip_tf.datasets.synthetic.vocabulary import FILLERS
+from cmaclip_tf.datasets.synthetic.vocabulary import GENERIC_NOUNS
+from cmaclip_tf.datasets.synthetic.vocabulary import PATTERN_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import PATTERNS
+from cmaclip_tf.datasets.synthetic.vocabulary import SIZES
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLE_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLES
+from cmaclip_tf.datasets.synthetic.vocabulary import TASKS
+from cmaclip_tf.datasets.synthetic.vocabulary import choice
+from cmaclip_tf.datasets.synthetic.vocabulary import class_names
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_NUM_EXAMPLES = {"train": 2000, "validation": 300, "test": 300}
@@ -256,8 +257,6 @@ class SyntheticProducts:
 
     def raw_split(self, split, num_examples, tasks=TASKS):
         """`num_examples` of `split` as a `tf.data.Dataset` of raw examples."""
-        from cmaclip_tf.datasets.synthetic import SyntheticSource
-
         return SyntheticSource(self, split, num_examples, tasks, cache=False).dataset()
 
     def write(self, output_dir, num_examples=None, image_format="png"):

@@ -11,7 +11,7 @@
 
 With an export it calls the SavedModel's own `serving_default` signature, so
 offline answers come from the very graph TF Serving runs; with a bundle it
-builds that graph from the bundle (`cmaclip_tf.export.CMACLIPExportModule`).
+builds that graph from the bundle (`cmaclip_tf.inference.export.CMACLIPExportModule`).
 
 Every example is checked before it reaches the model (the image's header is
 within the pixel limit and it decodes with the graph's own decoder, the text
@@ -29,18 +29,18 @@ import tensorflow_text  # noqa: F401  Registers the TF Text ops exports use.
 
 from cmaclip_tf.datasets import bad_records
 from cmaclip_tf.datasets.file_records import text_problem
-from cmaclip_tf.export import CONFIG_ASSET
-from cmaclip_tf.export import SERVING_DEFAULT
-from cmaclip_tf.image_headers import IMAGE_TOO_LARGE
-from cmaclip_tf.inference_bundle import MODEL_FILE
-from cmaclip_tf.model_versions import load_highest_version
-from cmaclip_tf.model_versions import skipped_versions_line
-from cmaclip_tf.model_versions import version_numbers
+from cmaclip_tf.inference.export import CONFIG_ASSET
+from cmaclip_tf.inference.export import SERVING_DEFAULT
+from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.inference.inference_bundle import MODEL_FILE
+from cmaclip_tf.inference.model_versions import load_highest_version
+from cmaclip_tf.inference.model_versions import skipped_versions_line
+from cmaclip_tf.inference.model_versions import version_numbers
 from cmaclip_tf.preprocessing.image_validator import ImageValidator
-from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
-from cmaclip_tf.serving_limits import ServingLimits
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.inference.serving_limits import ServingLimits
 
-logger = logging.getLogger("cmaclip_tf.predictor")
+logger = logging.getLogger("cmaclip_tf.inference.predictor")
 
 TEXT_TOO_LONG = "text_too_long"
 MODEL_ERROR = "model_error"
@@ -106,7 +106,7 @@ class Predictor:
 
         Raises:
             FileNotFoundError: no model at `path`.
-            cmaclip_tf.model_versions.NoLoadableVersionError: (a
+            cmaclip_tf.inference.model_versions.NoLoadableVersionError: (a
                 `ValueError`) no version of a model folder loads; one line
                 with each version's reason.
         """
@@ -149,9 +149,9 @@ class Predictor:
     @classmethod
     def from_bundle(cls, bundle, max_image_pixels=MAX_IMAGE_PIXELS):
         """A predictor on an inference bundle (or its folder), via the export graph."""
-        from cmaclip_tf.export import CMACLIPExportModule
-        from cmaclip_tf.inference_bundle import InferenceBundle
-        from cmaclip_tf.inference_bundle import load_inference_bundle
+        from cmaclip_tf.inference.export import CMACLIPExportModule
+        from cmaclip_tf.inference.inference_bundle import InferenceBundle
+        from cmaclip_tf.inference.inference_bundle import load_inference_bundle
 
         if not isinstance(bundle, InferenceBundle):
             bundle = load_inference_bundle(bundle)

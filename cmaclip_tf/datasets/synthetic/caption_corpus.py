@@ -27,12 +27,12 @@ from PIL import ImageDraw
 from cmaclip_tf.datasets.manifest_writer import write_manifest
 from cmaclip_tf.datasets.raw_examples import PIXELS_IMAGE_SPEC
 from cmaclip_tf.datasets.raw_examples import raw_split_from_generator
-from cmaclip_tf.datasets.synthetic_drawing import ProductDrawer
-from cmaclip_tf.datasets.synthetic_drawing import rgb
-from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
-from cmaclip_tf.datasets.synthetic_vocabulary import PATTERNS
-from cmaclip_tf.datasets.synthetic_vocabulary import STYLES
-from cmaclip_tf.datasets.synthetic_vocabulary import choice
+from cmaclip_tf.datasets.synthetic.drawing import ProductDrawer
+from cmaclip_tf.datasets.synthetic.drawing import rgb
+from cmaclip_tf.datasets.synthetic.vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic.vocabulary import PATTERNS
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLES
+from cmaclip_tf.datasets.synthetic.vocabulary import choice
 
 CORPUS_SPLIT_CODES = {"train": 100, "validation": 101}
 DEFAULT_NUM_EXAMPLES = {"train": 10000, "validation": 1000}
