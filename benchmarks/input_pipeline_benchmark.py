@@ -30,11 +30,11 @@ from benchmarks.result_table import print_json  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProductsConfig  # noqa: E402
 from cmaclip_tf.datasets import load_dataset  # noqa: E402
-from cmaclip_tf.preprocessing.input_pipeline import make_batches  # noqa: E402
 from cmaclip_tf.models import get_model_config  # noqa: E402
 from cmaclip_tf.models import load_clip  # noqa: E402
 from cmaclip_tf.preprocessing import ImagePreprocessor  # noqa: E402
 from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
+from cmaclip_tf.preprocessing.input_pipeline import make_batches  # noqa: E402
 from trainers.training.recipe import resolve_recipe  # noqa: E402
 
 

@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from cmaclip_tf.datasets import SyntheticProducts
+from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.inference.attention_map import MARGIN
 from cmaclip_tf.inference.attention_map import TEXT_HEIGHT
 from cmaclip_tf.inference.attention_map import attention_map_figures
@@ -18,8 +20,6 @@ from cmaclip_tf.inference.attention_map import most_attended_token
 from cmaclip_tf.inference.attention_map import render_attention_map
 from cmaclip_tf.inference.attention_map import token_attention_maps
 from cmaclip_tf.inference.attention_map import word_token_positions
-from cmaclip_tf.datasets import SyntheticProducts
-from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cmaclip_tf.models import load_clip
-from cmaclip_tf.models.clip_components import set_text_layer_norm_epsilon
 from cmaclip_tf.models import tiny_clip as tiny_clip_module
+from cmaclip_tf.models.clip_components import set_text_layer_norm_epsilon
 
 
 def test_tiny_preset_is_a_keras_hub_preset_folder():

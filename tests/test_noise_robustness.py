@@ -14,14 +14,14 @@ from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets.raw_examples import ENCODED_IMAGE_SPEC
 from cmaclip_tf.datasets.raw_examples import PIXELS_IMAGE_SPEC
 from cmaclip_tf.datasets.raw_examples import raw_split_from_generator
-from cmaclip_tf.datasets.synthetic.vocabulary import COLOR_WORDS
-from cmaclip_tf.datasets.synthetic.vocabulary import PATTERN_WORDS
-from cmaclip_tf.datasets.synthetic.vocabulary import STYLE_WORDS
-from cmaclip_tf.datasets.synthetic.vocabulary import class_names
 from cmaclip_tf.datasets.synthetic.title_perturbations import TitlePerturbation
 from cmaclip_tf.datasets.synthetic.title_perturbations import attribute_words
 from cmaclip_tf.datasets.synthetic.title_perturbations import noise_image
 from cmaclip_tf.datasets.synthetic.title_perturbations import perturb_split
+from cmaclip_tf.datasets.synthetic.vocabulary import COLOR_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import PATTERN_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLE_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import class_names
 
 WORDS = {"color": COLOR_WORDS, "pattern": PATTERN_WORDS, "style": STYLE_WORDS}
 

@@ -11,8 +11,8 @@ from PIL import Image
 from cmaclip_tf.datasets import SyntheticProducts
 from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.datasets.synthetic.products import COLOR_WORDS
 from cmaclip_tf.datasets.synthetic.products import COLORS
+from cmaclip_tf.datasets.synthetic.products import COLOR_WORDS
 from cmaclip_tf.datasets.synthetic.products import PATTERN_WORDS
 from cmaclip_tf.datasets.synthetic.products import STYLE_WORDS
 from cmaclip_tf.datasets.synthetic.products import TASKS

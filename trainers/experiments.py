@@ -50,8 +50,8 @@ from trainers.suites.experiment_report import write_report  # noqa: E402
 from trainers.suites.experiment_suites import DIALS  # noqa: E402
 from trainers.suites.experiment_suites import DONE_FILE  # noqa: E402
 from trainers.suites.experiment_suites import METHOD_RUNS  # noqa: E402
-from trainers.suites.experiment_suites import SUITE_FILE  # noqa: E402
 from trainers.suites.experiment_suites import SUITES  # noqa: E402
+from trainers.suites.experiment_suites import SUITE_FILE  # noqa: E402
 from trainers.suites.experiment_suites import sweep_config_name  # noqa: E402
 from trainers.suites.experiment_suites import sweep_point_name  # noqa: E402
 from trainers.suites.sweep_report import write_sweep_report  # noqa: E402
@@ -146,8 +146,8 @@ def run_method(args, method, seed, workdir=None, extra=(), noise=True):
     """
     import keras
 
-    from trainers.suites import noise_robustness
     from trainers import run as run_cli
+    from trainers.suites import noise_robustness
 
     workdir = workdir or os.path.join(args.workdir, method, f"seed_{seed}")
     done_path = os.path.join(workdir, DONE_FILE)

@@ -36,9 +36,9 @@ from cmaclip_tf.inference.inference_bundle import MODEL_FILE
 from cmaclip_tf.inference.model_versions import load_highest_version
 from cmaclip_tf.inference.model_versions import skipped_versions_line
 from cmaclip_tf.inference.model_versions import version_numbers
-from cmaclip_tf.preprocessing.image_validator import ImageValidator
 from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.preprocessing.image_validator import ImageValidator
 
 logger = logging.getLogger("cmaclip_tf.inference.predictor")
 

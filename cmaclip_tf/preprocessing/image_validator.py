@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
 from cmaclip_tf.inference.image_headers import oversized_image
-from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
 from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
 
 # The reasons of `cmaclip_tf.datasets.bad_records` (which imports this module).
 MISSING_IMAGE = "missing_image"

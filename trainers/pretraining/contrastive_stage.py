@@ -19,10 +19,10 @@ import os
 
 import keras
 
-from trainers.training.checkpoints import StageCheckpoints
-from trainers.training.checkpoints import write_json
 from trainers.pretraining.contrastive_trainer import ContrastiveTrainer
 from trainers.pretraining.contrastive_trainer import selection_score
+from trainers.training.checkpoints import StageCheckpoints
+from trainers.training.checkpoints import write_json
 from trainers.training.fused_adamw import weight_decay_setting
 
 STAGE = "contrastive"

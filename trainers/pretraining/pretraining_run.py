@@ -10,12 +10,12 @@ import keras
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.clip_components import save_clip_preset
-from trainers.training import distribution
-from trainers.training.checkpoints import write_json
 from trainers.command_line import DTYPE_POLICIES
 from trainers.pretraining.contrastive_stage import STAGE
 from trainers.pretraining.contrastive_stage import ContrastiveSettings
 from trainers.pretraining.contrastive_stage import ContrastiveStage
+from trainers.training import distribution
+from trainers.training.checkpoints import write_json
 from trainers.training.input_data import load_run_data
 from trainers.training.run_logger import RunLogger
 from trainers.training.run_record import RUN_FILE

@@ -9,13 +9,13 @@ from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.datasets.label_noise import with_label_noise
 from cmaclip_tf.inference.inference_bundle import save_inference_bundle
-from cmaclip_tf.preprocessing.input_pipeline import epoch_permutation
-from cmaclip_tf.preprocessing.input_pipeline import make_batches
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing.image_augmentation import ImageAugmentation
+from cmaclip_tf.preprocessing.input_pipeline import epoch_permutation
+from cmaclip_tf.preprocessing.input_pipeline import make_batches
 from trainers.training.feature_cache import FeatureCache
 from trainers.training.feature_cache import weights_fingerprint
 

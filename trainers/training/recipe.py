@@ -66,8 +66,8 @@ import os
 from cmaclip_tf.runtime.named_json import available_names
 from cmaclip_tf.runtime.named_json import load_named_json
 from trainers.training.learning_rate_schedule import DECAYS
-from trainers.training.stage_schedule import STAGE_ORDER
 from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_schedule import STAGE_ORDER
 from trainers.training.stage_schedule import StageSchedule
 
 # trainers/recipes/: beside the command lines that name them.

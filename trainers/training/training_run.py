@@ -9,12 +9,13 @@ import time
 import keras
 import numpy as np
 
-from cmaclip_tf.runtime.atomic_files import atomic_path
+from cmaclip_tf.configs.variants import BASELINES
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models.lora import enable_clip_lora
 from cmaclip_tf.models.lora import parameter_count
-from cmaclip_tf.configs.variants import BASELINES
+from cmaclip_tf.runtime.atomic_files import atomic_path
+from trainers.command_line import DTYPE_POLICIES
 from trainers.training import distribution
 from trainers.training.baseline_run import run_finetuned_clip
 from trainers.training.baseline_run import run_zero_shot
@@ -22,7 +23,6 @@ from trainers.training.checkpoints import WISE_FT_WEIGHTS_FILE
 from trainers.training.checkpoints import StageCheckpoints
 from trainers.training.checkpoints import stage_best_weights
 from trainers.training.checkpoints import write_json
-from trainers.command_line import DTYPE_POLICIES
 from trainers.training.data_summary import class_summary
 from trainers.training.evaluation import TARGET_PRECISION
 from trainers.training.evaluation import evaluate_predictions
@@ -44,15 +44,15 @@ from trainers.training.stage_schedule import STAGE_ORDER
 from trainers.training.stage_schedule import previous_stage
 from trainers.training.stage_trainer import StageTrainer
 from trainers.training.stage_trainer import check_contrastive_options
+from trainers.training.weight_average import averaged_weights
+from trainers.training.wise_ft import START_WEIGHTS_FILE
+from trainers.training.wise_ft import choose_alpha
+from trainers.training.wise_ft import wise_ft_alphas
 from trainers.training.workdir_state import check_workdir
 from trainers.training.workdir_state import clear_workdir
 from trainers.training.workdir_state import data_record
 from trainers.training.workdir_state import write_data_record
 from trainers.training.zero_shot_initialization import start_from_zero_shot
-from trainers.training.weight_average import averaged_weights
-from trainers.training.wise_ft import START_WEIGHTS_FILE
-from trainers.training.wise_ft import choose_alpha
-from trainers.training.wise_ft import wise_ft_alphas
 
 BAD_RECORDS_FILE = "bad_records.csv"
 

@@ -20,8 +20,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from cmaclip_tf.datasets.synthetic import vocabulary as synthetic_vocabulary
 from cmaclip_tf.datasets.raw_examples import raw_example_spec
+from cmaclip_tf.datasets.synthetic import vocabulary as synthetic_vocabulary
 
 PERTURBATIONS = (
     "as_is",
