@@ -4,8 +4,8 @@ Implements TF Serving's `PredictionService.Predict` and `GetModelMetadata`
 and `ModelService.GetModelStatus` for one model, so that the standard
 `tensorflow-serving-api` stubs (and `serving.client`) work against it exactly
 as against stock TF Serving. For development and tests only: production
-serving is the `tensorflow/serving` container (see README.md, "Serving with
-TensorFlow Serving").
+serving is the `tensorflow/serving` container (see docs/serving.md, "Serving
+with TensorFlow Serving").
 
 Like `tensorflow_model_server`, it loads the SavedModel with TensorFlow and
 TensorFlow Text only (of this project it reads nothing but the limits'

@@ -105,7 +105,7 @@ def available_recipes():
 
 def default_recipe(dataset):
     """The built-in recipe for a `--dataset` name: `default` for every one
-    (the paper's recipes assume a million products; see the README)."""
+    (the paper's recipes assume a million products; see docs/recipes.md)."""
     del dataset
     return DEFAULT_RECIPE
 
