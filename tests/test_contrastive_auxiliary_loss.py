@@ -84,6 +84,7 @@ def test_total_loss_is_classification_plus_alpha_infonce(synthetic, variant):
                                    rtol=1e-4, err_msg=variable.path)
 
 
+@pytest.mark.large  # Two end2end steps on the tiny CLIP.
 def test_alpha_changes_the_clip_gradients_by_alpha_times_the_infonce(
         synthetic):
     """Doubling α adds one more InfoNCE gradient, nothing else."""

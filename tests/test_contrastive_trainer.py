@@ -134,6 +134,7 @@ def test_selection_score_is_the_mean_recall():
 
 
 
+@pytest.mark.large  # A float16 CLIP built and stepped.
 def test_float16_scales_the_loss_and_skips_an_overflowing_step(tiny_clip):
     import keras
 

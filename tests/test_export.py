@@ -327,6 +327,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.large  # A fresh TensorFlow process.
 def test_fresh_process_loads_and_serves_without_keras(exported):
     image_files = [exported.image_files["jpeg"], exported.image_files["png"]]
     arguments = [exported.version_dir, image_files, tiny_export.TEXTS]
@@ -406,6 +407,7 @@ def test_serving_default_rejects_bad_batches_in_graph(loaded):
             )
 
 
+@pytest.mark.large  # A second export through the command line.
 def test_export_cli(exported, tmp_path, capsys):
     from serving import export as export_cli
 

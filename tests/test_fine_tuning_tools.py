@@ -196,6 +196,7 @@ def test_wise_ft_interpolates_clip_only_and_keeps_the_best_alpha(synthetic, tmp_
 
 # --- LoRA. ---
 
+@pytest.mark.large  # A training run end to end.
 def test_lora_trains_only_its_factors_and_the_bundle_carries_them(synthetic,
                                                                   tmp_path):
     model, clip, config = _model(synthetic)

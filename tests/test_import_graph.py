@@ -6,6 +6,7 @@ is an edge like any other, so it cannot hide a cycle.
 """
 
 import ast
+import functools
 import pathlib
 
 import pytest
@@ -21,6 +22,7 @@ def _module_name(path):
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _modules():
     """{module name: path} for every Python file of the repository's packages."""
     modules = {}
@@ -55,6 +57,7 @@ def _resolve(module, modules):
     return module
 
 
+@functools.lru_cache(maxsize=None)
 def import_graph():
     """{module: set of project modules it imports}."""
     modules = _modules()

@@ -190,6 +190,7 @@ def test_per_task_specs():
         task_losses({"color": "ce"}, ["color", "style"])
 
 
+@pytest.mark.large  # A second process with Keras on JAX.
 def test_losses_and_gradients_under_the_jax_backend(tmp_path):
     script = (
         "import json, sys, jax, numpy as np, keras\n"

@@ -56,6 +56,7 @@ def test_resume_replays_the_epoch_from_where_it_stopped(data):
     assert len({int(e["labels"]["color"]) for e in first.as_numpy_iterator()}) > 1
 
 
+@pytest.mark.large  # Renders attention maps of a model.
 def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
     data, tiny_clip, tmp_path
 ):
@@ -107,6 +108,7 @@ def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny
                    for y in labels_["color"]]
 
 
+@pytest.mark.large  # Several models built to compare fingerprints.
 def test_the_cache_fingerprint_covers_preprocessing_and_precision(catalogue):
     import dataclasses
 

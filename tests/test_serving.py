@@ -363,6 +363,7 @@ sys.exit(server.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.large  # A second server process.
 def test_sigterm_finishes_in_flight_requests_and_exits(exported, tmp_path):
     base = str(tmp_path)
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))

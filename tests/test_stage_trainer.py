@@ -77,7 +77,8 @@ def test_end2end_trains_clip_too(synthetic):
     assert sum(_changed(before, clip)) > len(clip) // 2
 
 
-@pytest.mark.parametrize("stage", ["warmup", "tuning"])
+@pytest.mark.parametrize(
+    "stage", ["warmup", pytest.param("tuning", marks=pytest.mark.large)])
 def test_cached_features_train_exactly_like_the_uncached_path(
     synthetic, stage, tmp_path
 ):
@@ -188,7 +189,8 @@ def _adam_first_step(weight, gradient, learning_rate, epsilon, beta_2=0.999):
     return weight - learning_rate * root * gradient / (root * np.abs(gradient) + epsilon)
 
 
-@pytest.mark.parametrize("batch,parts", [(16, 4), (7, 3)])
+@pytest.mark.parametrize(
+    "batch,parts", [pytest.param(16, 4, marks=pytest.mark.large), (7, 3)])
 def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batch, parts):
     # 2 steps of 16 examples, as 4 micro-batches of 4 or at once (or of 7,
     # which 3 does not divide: micro-batches of 2, 2 and 3, no row left out);
@@ -216,6 +218,7 @@ def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batc
         assert accumulated_losses[task] == pytest.approx(whole_losses[task], abs=1e-5)
 
 
+@pytest.mark.large  # A step of every group.
 def test_clipping_scales_all_groups_by_one_global_norm(synthetic):
     model, data, _, _ = _setup(synthetic, "tuning")
     features, labels = _one_batch(data, BATCH)
@@ -237,6 +240,7 @@ def test_clipping_scales_all_groups_by_one_global_norm(synthetic):
         np.testing.assert_allclose(variable.numpy(), expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.large  # A stage of every group; the rule itself: test_fused_adamw.py.
 def test_weight_decay_skips_layer_norm_scales_biases_and_the_attention_vector(synthetic):
     model, data, _, _ = _setup(synthetic, "end2end")
     # No labels: zero gradients, so Adam moves nothing and only decay acts.

@@ -58,6 +58,7 @@ def test_records_the_command_that_made_it(training):
     assert command[command.index("--clip-preset") + 1] == "tiny_clip"
 
 
+@pytest.mark.large  # Embeds the caption corpus's validation split.
 def test_retrieval_recall_matches_the_record(pretrained, training):
     flags = training["flags"]
     dataset = load_dataset(flags["dataset"], tasks=(), seed=flags["seed"],
