@@ -407,25 +407,20 @@ def test_serving_default_rejects_bad_batches_in_graph(loaded):
             )
 
 
+def test_export_cli_without_a_bundle_says_what_to_do(tmp_path, capsys):
+    from serving import export as export_cli
+
+    assert export_cli.main(["--workdir", str(tmp_path), "--model-base-path",
+                            str(tmp_path / "models"), "--model-name", "m"]) == 1
+    assert "WORKDIR/inference" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "models")
+
+
 @pytest.mark.large  # A second export through the command line.
 def test_export_cli(exported, tmp_path, capsys):
     from serving import export as export_cli
 
     workdir = os.path.dirname(exported.bundle_dir)
-    assert (
-        export_cli.main(
-            [
-                "--workdir",
-                str(tmp_path),
-                "--model-base-path",
-                str(tmp_path / "models"),
-                "--model-name",
-                "m",
-            ]
-        )
-        == 1
-    )
-    assert "WORKDIR/inference" in capsys.readouterr().err
     assert export_cli.main([
         "--workdir", workdir, "--model-base-path", str(tmp_path / "models"),
         "--model-name", "m", "--version", "5", "--max-text-bytes", "16",

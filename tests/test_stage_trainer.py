@@ -51,7 +51,9 @@ TRAINED_GROUPS = {
 }
 
 
-@pytest.mark.parametrize("stage", sorted(TRAINED_GROUPS))
+@pytest.mark.parametrize("stage", [
+    pytest.param(stage, marks=[pytest.mark.large] if stage == "tuning" else [])
+    for stage in sorted(TRAINED_GROUPS)])
 def test_a_stage_trains_its_groups_and_leaves_the_rest_bit_identical(synthetic, stage):
     model, data, trainer, strategy = _setup(synthetic, stage)
     groups = model.module_groups()
@@ -77,8 +79,8 @@ def test_end2end_trains_clip_too(synthetic):
     assert sum(_changed(before, clip)) > len(clip) // 2
 
 
-@pytest.mark.parametrize(
-    "stage", ["warmup", pytest.param("tuning", marks=pytest.mark.large)])
+@pytest.mark.large  # Two stages run twice; FeatureCache itself: test_feature_cache.py.
+@pytest.mark.parametrize("stage", ["warmup", "tuning"])
 def test_cached_features_train_exactly_like_the_uncached_path(
     synthetic, stage, tmp_path
 ):
