@@ -80,6 +80,7 @@ def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
     assert len(images[0].tensor.string_val) == 2 + 3
 
 
+@pytest.mark.large  # Three epochs of batches; the flips themselves: test_label_noise.py.
 def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny_clip):
     dataset = load_dataset("manifest", manifest=catalogue["train"],
                            val_manifest=catalogue["val"])

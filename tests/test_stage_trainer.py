@@ -191,8 +191,8 @@ def _adam_first_step(weight, gradient, learning_rate, epsilon, beta_2=0.999):
     return weight - learning_rate * root * gradient / (root * np.abs(gradient) + epsilon)
 
 
-@pytest.mark.parametrize(
-    "batch,parts", [pytest.param(16, 4, marks=pytest.mark.large), (7, 3)])
+@pytest.mark.large  # Two batches, whole and in micro-batches, per case.
+@pytest.mark.parametrize("batch,parts", [(16, 4), (7, 3)])
 def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batch, parts):
     # 2 steps of 16 examples, as 4 micro-batches of 4 or at once (or of 7,
     # which 3 does not divide: micro-batches of 2, 2 and 3, no row left out);
