@@ -1,7 +1,7 @@
 """A generated image-caption corpus for contrastive pretraining of the tiny CLIP.
 
 Most images are garments drawn by the product-attribute benchmark's drawer
-(`synthetic_products.py`: a style's silhouette in a color and a pattern, on
+(`products.py`: a style's silhouette in a color and a pattern, on
 a varied background with clutter); the rest are plain colored shapes. Each
 caption describes what the image shows ("a photo of a red striped a-line
 dress", "a red skirt with stripes", "striped, red", "a blue star"), naming

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from cmaclip_tf.datasets.raw_examples import raw_example_spec
-from cmaclip_tf.datasets.synthetic import vocabulary as synthetic_vocabulary
+from cmaclip_tf.datasets.synthetic import vocabulary
 
 PERTURBATIONS = (
     "as_is",
@@ -53,9 +53,9 @@ def attribute_words(label_vocabularies, dataset=None):
     generated = {}
     if dataset == "synthetic":
         generated = {
-            "color": synthetic_vocabulary.COLOR_WORDS,
-            "pattern": synthetic_vocabulary.PATTERN_WORDS,
-            "style": synthetic_vocabulary.STYLE_WORDS,
+            "color": vocabulary.COLOR_WORDS,
+            "pattern": vocabulary.PATTERN_WORDS,
+            "style": vocabulary.STYLE_WORDS,
         }
     words = {}
     for task, names in label_vocabularies.items():
