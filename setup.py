@@ -10,7 +10,7 @@ setuptools.setup(
         "classification in TensorFlow/Keras 3."
     ),
     packages=setuptools.find_packages(
-        include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "serving"]
+        include=["cmaclip_tf", "cmaclip_tf.*", "trainers", "trainers.*", "serving"]
     ),
     package_data={
         "cmaclip_tf": [

@@ -36,9 +36,9 @@ def measure(num_examples):
 
     from cmaclip_tf.datasets import load_dataset
     from cmaclip_tf.models import create_cma_clip
-    from trainers.input_data import RunData
-    from trainers.stage_schedule import STAGES
-    from trainers.stage_trainer import StageTrainer
+    from trainers.training.input_data import RunData
+    from trainers.training.stage_schedule import STAGES
+    from trainers.training.stage_trainer import StageTrainer
 
     dataset = load_dataset(
         "synthetic", num_examples={"train": num_examples, "validation": 8,

@@ -30,12 +30,12 @@ from benchmarks.result_table import print_json  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProducts  # noqa: E402
 from cmaclip_tf.datasets import SyntheticProductsConfig  # noqa: E402
 from cmaclip_tf.datasets import load_dataset  # noqa: E402
-from cmaclip_tf.input_pipeline import make_batches  # noqa: E402
 from cmaclip_tf.models import get_model_config  # noqa: E402
 from cmaclip_tf.models import load_clip  # noqa: E402
 from cmaclip_tf.preprocessing import ImagePreprocessor  # noqa: E402
 from cmaclip_tf.preprocessing import TextPreprocessor  # noqa: E402
-from trainers.recipe import resolve_recipe  # noqa: E402
+from cmaclip_tf.preprocessing.input_pipeline import make_batches  # noqa: E402
+from trainers.training.recipe import resolve_recipe  # noqa: E402
 
 
 def pipeline_rate(raw_split, text, image, batch_size, epoch):

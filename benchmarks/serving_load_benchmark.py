@@ -60,8 +60,8 @@ WORDS = (
 
 def export_tiny_model(root, model_config):
     """Saves an untrained model as a training run would, then exports it."""
-    from cmaclip_tf.export import export_saved_model
-    from cmaclip_tf.inference_bundle import save_inference_bundle
+    from cmaclip_tf.inference.export import export_saved_model
+    from cmaclip_tf.inference.inference_bundle import save_inference_bundle
     from cmaclip_tf.models import create_cma_clip
 
     model, clip, config = create_cma_clip(model_config, TASKS)
@@ -250,7 +250,7 @@ def main(argv=None):
         base, name = args.model_base_path, args.model_name
     else:
         base, name = export_tiny_model(workspace.name, args.model_config)
-    from cmaclip_tf.model_versions import version_numbers
+    from cmaclip_tf.inference.model_versions import version_numbers
 
     version_dir = os.path.join(
         base, name, str(version_numbers(os.path.join(base, name))[-1])

@@ -76,8 +76,8 @@ def stage_trainer_and_data(model_name, stage, batch_size, cache, jit, dtype,
     import tensorflow as tf
 
     from benchmarks.random_batch import random_batch
-    from trainers.stage_schedule import STAGES
-    from trainers.stage_trainer import StageTrainer
+    from trainers.training.stage_schedule import STAGES
+    from trainers.training.stage_trainer import StageTrainer
 
     model, _, config = build(model_name, dtype)
     strategy = tf.distribute.get_strategy()
@@ -110,7 +110,7 @@ def compiled_fit_model(model_name, batch_size, jit, dtype, per_execution):
 
     from benchmarks.random_batch import RETAIL_TASKS
     from benchmarks.random_batch import random_batch
-    from trainers.fused_adamw import FusedAdamW
+    from trainers.training.fused_adamw import FusedAdamW
 
     model, _, config = build(model_name, dtype)
     # CLIP's projections and temperature: unused, as in StageTrainer.
@@ -149,7 +149,7 @@ def measure(model_name, stage, batch_size, cache, jit, dtype, per_execution,
             loop, steps):
     """Runs in a child process; returns one result row."""
     from benchmarks.model_flops import train_step_flops
-    from trainers.stage_schedule import STAGES
+    from trainers.training.stage_schedule import STAGES
 
     executions = max(2, math.ceil(steps / per_execution))
     if loop == "keras_fit":

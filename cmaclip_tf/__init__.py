@@ -11,7 +11,7 @@ def __getattr__(name):
     # Imported on first use: `import cmaclip_tf` stays free of TensorFlow and
     # Keras, so a script can still pick the Keras backend afterwards.
     if name == "Predictor":
-        from cmaclip_tf.predictor import Predictor
+        from cmaclip_tf.inference.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'cmaclip_tf' has no attribute {name!r}")

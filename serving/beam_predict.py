@@ -90,7 +90,7 @@ class CheckRows(beam.DoFn):
         self.config = config
 
     def setup(self):
-        from cmaclip_tf.predictor import Predictor
+        from cmaclip_tf.inference.predictor import Predictor
 
         config = self.config
         self._checker = Predictor(None, config["tasks"], config["labels"],

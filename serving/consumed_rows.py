@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 
-from cmaclip_tf.atomic_files import write_json
+from cmaclip_tf.runtime.atomic_files import write_json
 
 RECORD_SUFFIX = ".resume.json"
 

@@ -16,12 +16,12 @@ import sys
 
 if __name__ == "__main__":
     # As a command: no TensorFlow start-up or per-row log lines (--debug).
-    from cmaclip_tf.tensorflow_logs import debug_requested
-    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+    from cmaclip_tf.runtime.tensorflow_logs import debug_requested
+    from cmaclip_tf.runtime.tensorflow_logs import quiet_tensorflow
 
     quiet_tensorflow(debug_requested())
 
-from cmaclip_tf.serving_limits import ServingLimits  # noqa: E402
+from cmaclip_tf.inference.serving_limits import ServingLimits  # noqa: E402
 
 
 def parse_args(argv):
@@ -66,7 +66,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from cmaclip_tf.export import export_saved_model
+    from cmaclip_tf.inference.export import export_saved_model
 
     bundle_dir = os.path.join(args.workdir, "inference")
     try:

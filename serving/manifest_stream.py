@@ -18,9 +18,9 @@ from cmaclip_tf.datasets.manifest import IMAGE_COLUMN
 from cmaclip_tf.datasets.manifest import TEXT_COLUMN
 from cmaclip_tf.datasets.manifest import manifest_columns
 from cmaclip_tf.datasets.manifest import manifest_rows
-from cmaclip_tf.image_headers import oversized_image
+from cmaclip_tf.inference.image_headers import oversized_image
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing import ImagePreprocessor
-from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
 from serving.consumed_rows import row_digest
 
 # Rows per trip from tf.data to Python: amortizes the per-element overhead.

@@ -48,16 +48,16 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if __name__ == "__main__":
     # As a command: no TensorFlow start-up or per-row log lines (--debug).
-    from cmaclip_tf.tensorflow_logs import debug_requested
-    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+    from cmaclip_tf.runtime.tensorflow_logs import debug_requested
+    from cmaclip_tf.runtime.tensorflow_logs import quiet_tensorflow
 
     quiet_tensorflow(debug_requested())
 
 from tqdm import tqdm  # noqa: E402
 
-from cmaclip_tf.model_versions import load_error_line  # noqa: E402
-from cmaclip_tf.predictor import Predictor  # noqa: E402
-from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS  # noqa: E402
+from cmaclip_tf.inference.model_versions import load_error_line  # noqa: E402
+from cmaclip_tf.inference.predictor import Predictor  # noqa: E402
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS  # noqa: E402
 from serving.consumed_rows import ConsumedRows  # noqa: E402
 from serving.consumed_rows import InputChangedError  # noqa: E402
 from serving.manifest_stream import Manifest  # noqa: E402

@@ -4,7 +4,7 @@ Everything here runs before the model: a request that fails gets
 `INVALID_ARGUMENT` with a message that says what was wrong and what to do,
 never a TensorFlow stack trace. Inputs named `image_bytes` and `text` get
 per-item checks (format, size, UTF-8): they are the contract of
-`cmaclip_tf.export`; other inputs are only checked for dtype and shape.
+`cmaclip_tf.inference.export`; other inputs are only checked for dtype and shape.
 """
 
 import functools
@@ -13,8 +13,8 @@ import logging
 import grpc
 import tensorflow as tf
 
-from cmaclip_tf.image_headers import image_pixels
-from cmaclip_tf.serving_limits import ServingLimits
+from cmaclip_tf.inference.image_headers import image_pixels
+from cmaclip_tf.inference.serving_limits import ServingLimits
 
 logger = logging.getLogger("serving.server")
 

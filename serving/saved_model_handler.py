@@ -20,9 +20,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
-from cmaclip_tf.export import CONFIG_ASSET
-from cmaclip_tf.model_versions import load_highest_version
-from cmaclip_tf.predictor import _resolve_model_path
+from cmaclip_tf.inference.export import CONFIG_ASSET
+from cmaclip_tf.inference.model_versions import load_highest_version
+from cmaclip_tf.inference.predictor import _resolve_model_path
 
 METRICS_NAMESPACE = "cmaclip"
 
@@ -67,7 +67,7 @@ class CMACLIPModelHandler(ModelHandler):
 
         from PIL import Image
 
-        from cmaclip_tf.predictor import Predictor
+        from cmaclip_tf.inference.predictor import Predictor
 
         predictor = Predictor.from_saved_model(local_copy(self.version_dir))
         # The graph's first call pays its one-time set-up (as TF Serving's

@@ -4,20 +4,20 @@ Implements TF Serving's `PredictionService.Predict` and `GetModelMetadata`
 and `ModelService.GetModelStatus` for one model, so that the standard
 `tensorflow-serving-api` stubs (and `serving.client`) work against it exactly
 as against stock TF Serving. For development and tests only: production
-serving is the `tensorflow/serving` container (see README.md, "Serving with
-TensorFlow Serving").
+serving is the `tensorflow/serving` container (see docs/serving.md, "Serving
+with TensorFlow Serving").
 
 Like `tensorflow_model_server`, it loads the SavedModel with TensorFlow and
 TensorFlow Text only (of this project it reads nothing but the limits'
-definition, `cmaclip_tf.serving_limits`, the header reader
-`cmaclip_tf.image_headers` and the version picking of
-`cmaclip_tf.model_versions`, and, as a command, the quieting of
-TensorFlow's log lines, `cmaclip_tf.tensorflow_logs`). The pieces:
+definition, `cmaclip_tf.inference.serving_limits`, the header reader
+`cmaclip_tf.inference.image_headers` and the version picking of
+`cmaclip_tf.inference.model_versions`, and, as a command, the quieting of
+TensorFlow's log lines, `cmaclip_tf.runtime.tensorflow_logs`). The pieces:
 
 - `serving.model_versions`: serves the highest integer version under
   `MODEL_BASE_PATH/MODEL_NAME/`, polls for newer ones and swaps them in
   without a restart, after replaying the version's warm-up requests;
-- `serving.request_validation` (with `cmaclip_tf.image_headers`): caps request
+- `serving.request_validation` (with `cmaclip_tf.inference.image_headers`): caps request
   sizes and maps bad requests to `INVALID_ARGUMENT`;
 - `serving.prediction_service`, `serving.model_service`: the servicers;
 - this module: the gRPC server and the command line; on SIGTERM it stops
@@ -42,8 +42,8 @@ import threading
 
 if __name__ == "__main__":
     # As a command: no TensorFlow start-up or per-row log lines (--debug).
-    from cmaclip_tf.tensorflow_logs import debug_requested
-    from cmaclip_tf.tensorflow_logs import quiet_tensorflow
+    from cmaclip_tf.runtime.tensorflow_logs import debug_requested
+    from cmaclip_tf.runtime.tensorflow_logs import quiet_tensorflow
 
     quiet_tensorflow(debug_requested())
 
@@ -51,7 +51,7 @@ import grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
-from cmaclip_tf.serving_limits import ServingLimits  # noqa: E402
+from cmaclip_tf.inference.serving_limits import ServingLimits  # noqa: E402
 from serving.model_service import ModelService  # noqa: E402
 from serving.model_versions import ModelVersions  # noqa: E402
 from serving.prediction_service import PredictionService  # noqa: E402

@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from micro_model import micro_model_path  # noqa: E402  (tests/)
 
-from trainers import distribution  # noqa: E402
 from trainers import run as run_cli  # noqa: E402
-from trainers import stage_trainer  # noqa: E402
+from trainers.training import distribution  # noqa: E402
+from trainers.training import stage_trainer  # noqa: E402
 
 # Flag: its values in the matrix (the first: the flag left out).
 FLAGS = {

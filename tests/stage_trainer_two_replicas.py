@@ -31,10 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cmaclip_tf.datasets import load_dataset  # noqa: E402
 from cmaclip_tf.models import create_cma_clip  # noqa: E402
-from trainers.input_data import RunData  # noqa: E402
-from trainers.learning_rate_schedule import WarmupSchedule  # noqa: E402
-from trainers.stage_schedule import STAGES  # noqa: E402
-from trainers.stage_trainer import StageTrainer  # noqa: E402
+from trainers.training.input_data import RunData  # noqa: E402
+from trainers.training.learning_rate_schedule import WarmupSchedule  # noqa: E402
+from trainers.training.stage_schedule import STAGES  # noqa: E402
+from trainers.training.stage_trainer import StageTrainer  # noqa: E402
 
 from micro_model import micro_model_config  # noqa: E402  (tests/)
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from cmaclip_tf.atomic_files import atomic_path
-from cmaclip_tf.atomic_files import write_json
+from cmaclip_tf.runtime.atomic_files import atomic_path
+from cmaclip_tf.runtime.atomic_files import write_json
 
 
 def test_write_json_round_trips_unicode_and_orders_keys_on_request(tmp_path):

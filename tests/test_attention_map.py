@@ -9,17 +9,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cmaclip_tf.attention_map import MARGIN
-from cmaclip_tf.attention_map import TEXT_HEIGHT
-from cmaclip_tf.attention_map import attention_map_figures
-from cmaclip_tf.attention_map import denormalize_images
-from cmaclip_tf.attention_map import heat_colors
-from cmaclip_tf.attention_map import most_attended_token
-from cmaclip_tf.attention_map import render_attention_map
-from cmaclip_tf.attention_map import token_attention_maps
-from cmaclip_tf.attention_map import word_token_positions
 from cmaclip_tf.datasets import SyntheticProducts
 from cmaclip_tf.datasets import SyntheticProductsConfig
+from cmaclip_tf.inference.attention_map import MARGIN
+from cmaclip_tf.inference.attention_map import TEXT_HEIGHT
+from cmaclip_tf.inference.attention_map import attention_map_figures
+from cmaclip_tf.inference.attention_map import denormalize_images
+from cmaclip_tf.inference.attention_map import heat_colors
+from cmaclip_tf.inference.attention_map import most_attended_token
+from cmaclip_tf.inference.attention_map import render_attention_map
+from cmaclip_tf.inference.attention_map import token_attention_maps
+from cmaclip_tf.inference.attention_map import word_token_positions
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
 
@@ -191,9 +191,9 @@ def test_figures_for_tensorboard(tiny):
 
 def test_visualize_cli_and_tensorboard_hook(tiny, tmp_path):
     from cmaclip_tf.datasets import load_dataset
-    from cmaclip_tf.inference_bundle import save_inference_bundle
-    from trainers.input_data import RunData
-    from trainers.run_logger import RunLogger
+    from cmaclip_tf.inference.inference_bundle import save_inference_bundle
+    from trainers.training.input_data import RunData
+    from trainers.training.run_logger import RunLogger
     from trainers.visualize import main
 
     model, clip, config, _, _, pixels, _ = tiny

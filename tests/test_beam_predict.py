@@ -134,6 +134,7 @@ def reference(catalogue, predictor):
     return dict(zip(keys, predictions))
 
 
+@pytest.mark.large  # A Beam pipeline end to end.
 def test_same_answers_as_serving_predict_and_predictor(
     exported, catalogue, reference, tmp_path, capsys
 ):
@@ -185,6 +186,7 @@ def test_two_worker_processes(exported, catalogue, reference, tmp_path, monkeypa
     assert len(glob.glob(prefix + "-*-of-00002.csv")) == 2
 
 
+@pytest.mark.large  # A Beam pipeline end to end.
 def test_tfrecords_to_json_lines(exported, predictor, tmp_path, capsys):
     import tensorflow as tf
 
@@ -231,6 +233,7 @@ def test_tfrecords_to_json_lines(exported, predictor, tmp_path, capsys):
     assert len(dead) == 3
 
 
+@pytest.mark.large  # A Beam pipeline end to end.
 def test_nothing_predicted_exits_1(exported, tmp_path, capsys):
     manifest = tmp_path / "items.csv"
     manifest.write_text("id,image,text\n1,missing.jpg,x\n2,,\n", encoding="utf-8")

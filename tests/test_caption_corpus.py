@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmaclip_tf.datasets.caption_corpus import COLOR_PHRASES
-from cmaclip_tf.datasets.caption_corpus import CORPUS_SPLIT_CODES
-from cmaclip_tf.datasets.caption_corpus import PATTERN_ADJECTIVES
-from cmaclip_tf.datasets.caption_corpus import PATTERN_WITH_PHRASES
-from cmaclip_tf.datasets.caption_corpus import SHAPE_NOUNS
-from cmaclip_tf.datasets.caption_corpus import STYLE_NOUNS
-from cmaclip_tf.datasets.caption_corpus import CaptionCorpus
-from cmaclip_tf.datasets.caption_corpus import CaptionCorpusConfig
-from cmaclip_tf.datasets.synthetic_products import SPLIT_CODES
-from cmaclip_tf.datasets.synthetic_products import SyntheticProducts
-from cmaclip_tf.datasets.synthetic_products import SyntheticProductsConfig
-from cmaclip_tf.datasets.synthetic_vocabulary import AUDIENCES
-from cmaclip_tf.datasets.synthetic_vocabulary import BRANDS
-from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
-from cmaclip_tf.datasets.synthetic_vocabulary import FILLERS
-from cmaclip_tf.datasets.synthetic_vocabulary import GENERIC_NOUNS
-from cmaclip_tf.datasets.synthetic_vocabulary import SIZES
+from cmaclip_tf.datasets.synthetic.caption_corpus import COLOR_PHRASES
+from cmaclip_tf.datasets.synthetic.caption_corpus import CORPUS_SPLIT_CODES
+from cmaclip_tf.datasets.synthetic.caption_corpus import PATTERN_ADJECTIVES
+from cmaclip_tf.datasets.synthetic.caption_corpus import PATTERN_WITH_PHRASES
+from cmaclip_tf.datasets.synthetic.caption_corpus import SHAPE_NOUNS
+from cmaclip_tf.datasets.synthetic.caption_corpus import STYLE_NOUNS
+from cmaclip_tf.datasets.synthetic.caption_corpus import CaptionCorpus
+from cmaclip_tf.datasets.synthetic.caption_corpus import CaptionCorpusConfig
+from cmaclip_tf.datasets.synthetic.products import SPLIT_CODES
+from cmaclip_tf.datasets.synthetic.products import SyntheticProducts
+from cmaclip_tf.datasets.synthetic.products import SyntheticProductsConfig
+from cmaclip_tf.datasets.synthetic.vocabulary import AUDIENCES
+from cmaclip_tf.datasets.synthetic.vocabulary import BRANDS
+from cmaclip_tf.datasets.synthetic.vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic.vocabulary import FILLERS
+from cmaclip_tf.datasets.synthetic.vocabulary import GENERIC_NOUNS
+from cmaclip_tf.datasets.synthetic.vocabulary import SIZES
 
 NUM_CAPTIONS = 2000
 PHRASES = {
@@ -164,7 +164,7 @@ def test_caption_corpus_dataset_has_pairs_and_no_labels():
     corpus = CaptionCorpus(CaptionCorpusConfig(seed=3))
     examples = list(dataset.epoch_split("train", seed=0, epoch=0)
                     .as_numpy_iterator())
-    from cmaclip_tf.input_pipeline import epoch_permutation
+    from cmaclip_tf.preprocessing.input_pipeline import epoch_permutation
 
     order = epoch_permutation(4, 0, 0)
     for position, example in zip(order, examples):

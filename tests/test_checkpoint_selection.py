@@ -1,10 +1,10 @@
-"""What becomes a stage's best checkpoint (`trainers.checkpoint_selection`)."""
+"""What becomes a stage's best checkpoint (`trainers.training.checkpoint_selection`)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers.checkpoint_selection import CheckpointSelection
+from trainers.training.checkpoint_selection import CheckpointSelection
 
 
 def mean_accuracy(metrics):

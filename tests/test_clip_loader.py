@@ -7,9 +7,9 @@ import keras_hub
 import numpy as np
 import pytest
 
-from cmaclip_tf.models import clip_loader
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models import tiny_clip as tiny_clip_module
+from cmaclip_tf.models.clip_components import set_text_layer_norm_epsilon
 
 
 def test_tiny_preset_is_a_keras_hub_preset_folder():
@@ -60,9 +60,9 @@ def test_epsilon_changes_the_output_as_expected(tiny_clip):
     ids = np.array([[718, 5, 6, 719, 0, 0]], "int32")
     encoder = tiny_clip.text_encoder
     out_5 = np.asarray(encoder({"token_ids": ids}))
-    clip_loader.set_text_layer_norm_epsilon(encoder, 1e-6)
+    set_text_layer_norm_epsilon(encoder, 1e-6)
     out_6 = np.asarray(encoder({"token_ids": ids}))
-    clip_loader.set_text_layer_norm_epsilon(encoder)
+    set_text_layer_norm_epsilon(encoder)
     assert np.abs(out_5 - out_6).max() > 0
     np.testing.assert_allclose(out_5, out_6, atol=1e-3)
 

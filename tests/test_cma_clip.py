@@ -190,6 +190,7 @@ def test_layers_and_model_use_keras_ops_only():
         assert not re.search(r"\btf\.", text), path
 
 
+@pytest.mark.large  # A second process with Keras on JAX.
 def test_model_runs_identically_under_the_jax_backend(tiny_clip, tmp_path):
     model = _model(tiny_clip)
     inputs = _inputs(tiny_clip)

@@ -92,7 +92,7 @@ def test_noise_and_loss_flags_parse_to_data():
     parser = run_cli.build_parser()
     args = parser.parse_args(["--misleading-title", "color=0.3",
                               "--irrelevant-image", "0.1", "--label-noise", "0.2"])
-    from trainers.input_data import synthetic_noise_config
+    from trainers.training.input_data import synthetic_noise_config
 
     config = synthetic_noise_config(args)
     assert config.misleading_title_rate("color") == 0.3

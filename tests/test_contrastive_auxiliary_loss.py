@@ -19,9 +19,9 @@ from trainer_processes import tensorboard_scalars
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.losses import contrastive_loss
 from cmaclip_tf.models import create_cma_clip
-from trainers.input_data import RunData
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
+from trainers.training.input_data import RunData
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
 
 BATCH = 16
 ALPHA = 0.5
@@ -84,6 +84,7 @@ def test_total_loss_is_classification_plus_alpha_infonce(synthetic, variant):
                                    rtol=1e-4, err_msg=variable.path)
 
 
+@pytest.mark.large  # Two end2end steps on the tiny CLIP.
 def test_alpha_changes_the_clip_gradients_by_alpha_times_the_infonce(
         synthetic):
     """Doubling α adds one more InfoNCE gradient, nothing else."""

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from cmaclip_tf.losses import MAX_LOGIT_SCALE
 from cmaclip_tf.losses import contrastive_loss
-from trainers.contrastive_trainer import ContrastiveTrainer
-from trainers.contrastive_trainer import selection_score
+from trainers.pretraining.contrastive_trainer import ContrastiveTrainer
+from trainers.pretraining.contrastive_trainer import selection_score
 
 # A large decay, so that AdamW's decay (lr * wd * w, ~1e-4 here) stands
 # well above the float noise of the Adam part of the step.
@@ -134,6 +134,7 @@ def test_selection_score_is_the_mean_recall():
 
 
 
+@pytest.mark.large  # A float16 CLIP built and stepped.
 def test_float16_scales_the_loss_and_skips_an_overflowing_step(tiny_clip):
     import keras
 

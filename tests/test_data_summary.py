@@ -1,8 +1,8 @@
 """The data summary's class lines: counts, the cap, rare and unseen classes."""
 
 from cmaclip_tf.datasets import LabelVocabularies
-from trainers.data_summary import MAX_CLASSES_SHOWN
-from trainers.data_summary import class_summary
+from trainers.training.data_summary import MAX_CLASSES_SHOWN
+from trainers.training.data_summary import class_summary
 
 
 class CountedDataset:

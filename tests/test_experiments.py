@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from trainers.experiment_report import aggregate
-from trainers.experiment_report import collect_runs
-from trainers.experiment_report import final_stage_metrics
-from trainers.experiment_report import write_report
-from trainers.experiment_suites import METHOD_RUNS
 from trainers.experiments import build_parser
 from trainers.experiments import main
 from trainers.experiments import shared_run_argv
+from trainers.suites.experiment_report import aggregate
+from trainers.suites.experiment_report import collect_runs
+from trainers.suites.experiment_report import final_stage_metrics
+from trainers.suites.experiment_report import write_report
+from trainers.suites.experiment_suites import METHOD_RUNS
 
 TASKS = ("color", "pattern")
 # method -> per seed, per task: (recall at 90% precision, accuracy).

@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 import tiny_export
-from cmaclip_tf import export
-from cmaclip_tf.inference_bundle import check_label_vocabularies
-from cmaclip_tf.inference_bundle import load_inference_bundle
-from cmaclip_tf.serving_limits import ServingLimits
+from cmaclip_tf.inference import export
+from cmaclip_tf.inference.inference_bundle import check_label_vocabularies
+from cmaclip_tf.inference.inference_bundle import load_inference_bundle
+from cmaclip_tf.inference.serving_limits import ServingLimits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -327,6 +327,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.large  # A fresh TensorFlow process.
 def test_fresh_process_loads_and_serves_without_keras(exported):
     image_files = [exported.image_files["jpeg"], exported.image_files["png"]]
     arguments = [exported.version_dir, image_files, tiny_export.TEXTS]
@@ -406,24 +407,20 @@ def test_serving_default_rejects_bad_batches_in_graph(loaded):
             )
 
 
+def test_export_cli_without_a_bundle_says_what_to_do(tmp_path, capsys):
+    from serving import export as export_cli
+
+    assert export_cli.main(["--workdir", str(tmp_path), "--model-base-path",
+                            str(tmp_path / "models"), "--model-name", "m"]) == 1
+    assert "WORKDIR/inference" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "models")
+
+
+@pytest.mark.large  # A second export through the command line.
 def test_export_cli(exported, tmp_path, capsys):
     from serving import export as export_cli
 
     workdir = os.path.dirname(exported.bundle_dir)
-    assert (
-        export_cli.main(
-            [
-                "--workdir",
-                str(tmp_path),
-                "--model-base-path",
-                str(tmp_path / "models"),
-                "--model-name",
-                "m",
-            ]
-        )
-        == 1
-    )
-    assert "WORKDIR/inference" in capsys.readouterr().err
     assert export_cli.main([
         "--workdir", workdir, "--model-base-path", str(tmp_path / "models"),
         "--model-name", "m", "--version", "5", "--max-text-bytes", "16",

@@ -5,12 +5,14 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tiny_export
-from cmaclip_tf import export
+from cmaclip_tf.inference import export
 
 
+@pytest.mark.large  # Two exports of a mixed-precision model: a minute.
 def test_a_mixed_precision_model_exports_float32_unless_asked(tmp_path):
     import keras
 

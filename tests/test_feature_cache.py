@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from trainers import feature_cache
-from trainers.feature_cache import FeatureCache
+from trainers.training import feature_cache
+from trainers.training.feature_cache import FeatureCache
 
 
 def batches(count=23, batch=5):

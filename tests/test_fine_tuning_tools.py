@@ -15,21 +15,21 @@ from trainer_processes import run_on_two_cpus
 from trainer_processes import run_trainer
 
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.inference_bundle import load_inference_bundle
-from cmaclip_tf.inference_bundle import save_inference_bundle
+from cmaclip_tf.inference.inference_bundle import load_inference_bundle
+from cmaclip_tf.inference.inference_bundle import save_inference_bundle
 from cmaclip_tf.losses import masked_cross_entropy_sum
 from cmaclip_tf.losses import task_losses
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import load_clip
 from cmaclip_tf.models.lora import enable_clip_lora
 from cmaclip_tf.preprocessing.image_augmentation import ImageAugmentation
-from trainers.input_data import RunData
-from trainers.recipe import resolve_recipe
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
-from trainers.wise_ft import DEFAULT_ALPHAS
-from trainers.wise_ft import choose_alpha
-from trainers.wise_ft import clip_weights
+from trainers.training.input_data import RunData
+from trainers.training.recipe import resolve_recipe
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
+from trainers.training.wise_ft import DEFAULT_ALPHAS
+from trainers.training.wise_ft import choose_alpha
+from trainers.training.wise_ft import clip_weights
 
 BATCH = 8
 MODEL = micro_model_config()
@@ -196,6 +196,7 @@ def test_wise_ft_interpolates_clip_only_and_keeps_the_best_alpha(synthetic, tmp_
 
 # --- LoRA. ---
 
+@pytest.mark.large  # A training run end to end.
 def test_lora_trains_only_its_factors_and_the_bundle_carries_them(synthetic,
                                                                   tmp_path):
     model, clip, config = _model(synthetic)

@@ -25,7 +25,7 @@ def test_finetunes_on_titles_then_classifies_with_that_clip(tmp_path):
     import keras
 
     from cmaclip_tf.models import load_clip
-    from trainers.noise_robustness import load_run_model
+    from trainers.suites.noise_robustness import load_run_model
 
     workdir = str(tmp_path / "finetuned")
     out = run_trainer("run", [*QUICK, "--variant", "finetuned_clip", "--epochs",

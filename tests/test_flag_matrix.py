@@ -48,6 +48,7 @@ def _check(rows):
             assert row["finite"] and row["losses"][0]["steps"] == 2, row
 
 
+@pytest.mark.large  # Fourteen end-to-end runs of flag combinations: minutes.
 def test_the_fast_combinations():
     _check(_matrix("fast"))
 

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainers.group_optimizer import group_optimizer
-from trainers.learning_rate_schedule import WarmupSchedule
+from trainers.training.group_optimizer import group_optimizer
+from trainers.training.learning_rate_schedule import WarmupSchedule
 
 STEPS = 4
 

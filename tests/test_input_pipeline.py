@@ -9,10 +9,10 @@ import tensorflow as tf
 from fixtures_data import encoded_image
 
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.input_pipeline import epoch_permutation
-from cmaclip_tf.input_pipeline import make_batches
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor
+from cmaclip_tf.preprocessing.input_pipeline import epoch_permutation
+from cmaclip_tf.preprocessing.input_pipeline import make_batches
 
 SIZES = {"train": 70, "validation": 10, "test": 10}
 

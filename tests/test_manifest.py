@@ -60,9 +60,9 @@ def test_yields_good_rows_with_labels_and_counts_bad_rows(tmp_path, jsonl):
 
 
 def test_missing_labels_are_minus_one_in_batches(tmp_path, tiny_clip):
-    from cmaclip_tf.input_pipeline import make_batches
     from cmaclip_tf.preprocessing import ImagePreprocessor
     from cmaclip_tf.preprocessing import TextPreprocessor
+    from cmaclip_tf.preprocessing.input_pipeline import make_batches
 
     fixture = write_manifest(str(tmp_path))
     dataset = load_dataset(

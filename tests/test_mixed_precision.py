@@ -54,7 +54,7 @@ def test_an_explicit_dtype_wins_over_the_global_policy():
 
 
 def test_the_command_line_flag(tmp_path):
-    from trainers.training_run import TrainingRun
+    from trainers.training.training_run import TrainingRun
 
     args = run_cli.build_parser().parse_args([
         "--mixed-precision", "--model", micro_model_path(), "--num-examples", "16",

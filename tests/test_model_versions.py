@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from cmaclip_tf import Predictor
-from cmaclip_tf.model_versions import NoLoadableVersionError
-from cmaclip_tf.model_versions import load_highest_version
-from cmaclip_tf.model_versions import version_fingerprint
+from cmaclip_tf.inference.model_versions import NoLoadableVersionError
+from cmaclip_tf.inference.model_versions import load_highest_version
+from cmaclip_tf.inference.model_versions import version_fingerprint
 from test_predictor import exported  # noqa: F401  Shared fixture.
 
 DATA_FILE = os.path.join("variables", "variables.data-00000-of-00001")

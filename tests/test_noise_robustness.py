@@ -14,14 +14,14 @@ from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets.raw_examples import ENCODED_IMAGE_SPEC
 from cmaclip_tf.datasets.raw_examples import PIXELS_IMAGE_SPEC
 from cmaclip_tf.datasets.raw_examples import raw_split_from_generator
-from cmaclip_tf.datasets.synthetic_vocabulary import COLOR_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import PATTERN_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import STYLE_WORDS
-from cmaclip_tf.datasets.synthetic_vocabulary import class_names
-from cmaclip_tf.datasets.title_perturbations import TitlePerturbation
-from cmaclip_tf.datasets.title_perturbations import attribute_words
-from cmaclip_tf.datasets.title_perturbations import noise_image
-from cmaclip_tf.datasets.title_perturbations import perturb_split
+from cmaclip_tf.datasets.synthetic.title_perturbations import TitlePerturbation
+from cmaclip_tf.datasets.synthetic.title_perturbations import attribute_words
+from cmaclip_tf.datasets.synthetic.title_perturbations import noise_image
+from cmaclip_tf.datasets.synthetic.title_perturbations import perturb_split
+from cmaclip_tf.datasets.synthetic.vocabulary import COLOR_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import PATTERN_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import STYLE_WORDS
+from cmaclip_tf.datasets.synthetic.vocabulary import class_names
 
 WORDS = {"color": COLOR_WORDS, "pattern": PATTERN_WORDS, "style": STYLE_WORDS}
 
@@ -183,10 +183,10 @@ def test_unknown_condition_is_refused():
 @pytest.mark.large
 def test_evaluate_noise_robustness_of_a_saved_model(tmp_path):
     from cmaclip_tf.datasets import LabelVocabularies
-    from cmaclip_tf.inference_bundle import save_inference_bundle
+    from cmaclip_tf.inference.inference_bundle import save_inference_bundle
     from cmaclip_tf.models import create_cma_clip
-    from trainers.noise_robustness import evaluate_noise_robustness
-    from trainers.noise_robustness import main
+    from trainers.suites.noise_robustness import evaluate_noise_robustness
+    from trainers.suites.noise_robustness import main
 
     names = class_names()
     model, clip, config = create_cma_clip("tiny", {t: len(v) for t, v in names.items()})

@@ -19,6 +19,8 @@ from trainer_processes import run_two_workers
 from trainer_processes import tensorboard_scalars
 from trainer_processes import trainer_error
 
+from trainers import pretrain
+
 # The generated caption corpus, from a random one-layer CLIP (the micro
 # model's: these runs pin mechanics), in a few steps.
 MICRO_CLIP = micro_model_config()["clip_preset"]
@@ -65,13 +67,23 @@ def test_help_explains_every_flag():
         assert flag in out
 
 
-def test_a_missing_manifest_is_one_line_and_writes_nothing(tmp_path):
-    error = trainer_error("pretrain", ["--manifest", str(tmp_path / "none.csv"),
-                                       "--workdir", str(tmp_path / "w")])
+def test_a_missing_manifest_is_one_line_and_writes_nothing(tmp_path, capsys):
+    # In this process: the same main as the command's, without a new TensorFlow.
+    assert pretrain.main(["--manifest", str(tmp_path / "none.csv"),
+                          "--workdir", str(tmp_path / "w")]) == 2
+    error = capsys.readouterr().err
     last = error.strip().splitlines()[-2:]
     assert last[0].startswith("error: Manifest ") and "none.csv not found" in last[0]
     assert last[1] == "(--debug shows the traceback)"
     assert "Traceback" not in error
+    assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.large  # trainers/pretrain.py in a fresh process.
+def test_a_missing_manifest_is_one_line_from_the_command(tmp_path):
+    error = trainer_error("pretrain", ["--manifest", str(tmp_path / "none.csv"),
+                                       "--workdir", str(tmp_path / "w")])
+    assert "none.csv not found" in error and "Traceback" not in error
     assert not os.path.exists(tmp_path / "w")
 
 

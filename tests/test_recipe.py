@@ -8,16 +8,16 @@ import math
 import pytest
 
 from trainers import run as run_cli
-from trainers.learning_rate_schedule import WarmupSchedule
-from trainers.recipe import available_recipes
-from trainers.recipe import default_recipe
-from trainers.recipe import fitted_batch_size
-from trainers.recipe import recipe_overrides
-from trainers.recipe import resolve_recipe
-from trainers.recipe import stage_epochs
-from trainers.recipe import stage_schedule
-from trainers.recipe import stage_warmup_steps
-from trainers.stage_schedule import STAGES
+from trainers.training.learning_rate_schedule import WarmupSchedule
+from trainers.training.recipe import available_recipes
+from trainers.training.recipe import default_recipe
+from trainers.training.recipe import fitted_batch_size
+from trainers.training.recipe import recipe_overrides
+from trainers.training.recipe import resolve_recipe
+from trainers.training.recipe import stage_epochs
+from trainers.training.recipe import stage_schedule
+from trainers.training.recipe import stage_warmup_steps
+from trainers.training.stage_schedule import STAGES
 
 
 def test_every_built_in_recipe_resolves_with_every_stage_complete():

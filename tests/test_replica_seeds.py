@@ -31,7 +31,7 @@ def test_two_replicas_draw_different_masks_reproducibly():
 
 DROPOUT_ON_TWO_REPLICAS = """
 import json, two_logical_cpus, keras, tensorflow as tf
-from trainers.replica_seeds import distinct_replica_seeds, seed_states
+from trainers.training.replica_seeds import distinct_replica_seeds, seed_states
 strategy = tf.distribute.MirroredStrategy(
     [d.name for d in tf.config.list_logical_devices("CPU")])
 with strategy.scope():

@@ -8,8 +8,8 @@ from fixtures_data import write_catalogue
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
 from cmaclip_tf.models import get_model_config
-from trainers.input_data import RunData
-from trainers.run_logger import RunLogger
+from trainers.training.input_data import RunData
+from trainers.training.run_logger import RunLogger
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def test_resume_replays_the_epoch_from_where_it_stopped(data):
     assert len({int(e["labels"]["color"]) for e in first.as_numpy_iterator()}) > 1
 
 
+@pytest.mark.large  # Renders attention maps of a model.
 def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
     data, tiny_clip, tmp_path
 ):
@@ -79,6 +80,7 @@ def test_attention_maps_log_from_encoded_images_with_a_bad_first_record(
     assert len(images[0].tensor.string_val) == 2 + 3
 
 
+@pytest.mark.large  # Three epochs of batches; the flips themselves: test_label_noise.py.
 def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny_clip):
     dataset = load_dataset("manifest", manifest=catalogue["train"],
                            val_manifest=catalogue["val"])
@@ -107,13 +109,14 @@ def test_label_noise_flips_train_labels_the_same_way_every_epoch(catalogue, tiny
                    for y in labels_["color"]]
 
 
+@pytest.mark.large  # Several models built to compare fingerprints.
 def test_the_cache_fingerprint_covers_preprocessing_and_precision(catalogue):
     import dataclasses
 
     from micro_model import micro_model_config
 
-    from trainers.stage_schedule import STAGES
-    from trainers.stage_trainer import StageTrainer
+    from trainers.training.stage_schedule import STAGES
+    from trainers.training.stage_trainer import StageTrainer
 
     dataset = load_dataset("manifest", manifest=catalogue["train"],
                            val_manifest=catalogue["val"])

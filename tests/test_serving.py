@@ -18,9 +18,9 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
-from cmaclip_tf.image_headers import gif_frame_count
-from cmaclip_tf.image_headers import image_format_and_size
-from cmaclip_tf.serving_limits import ServingLimits
+from cmaclip_tf.inference.image_headers import gif_frame_count
+from cmaclip_tf.inference.image_headers import image_format_and_size
+from cmaclip_tf.inference.serving_limits import ServingLimits
 from oversized_images import many_frame_gif
 from serving import client
 from serving.prediction_service import readable_tf_error
@@ -363,6 +363,7 @@ sys.exit(server.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.large  # A second server process.
 def test_sigterm_finishes_in_flight_requests_and_exits(exported, tmp_path):
     base = str(tmp_path)
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))

@@ -84,6 +84,7 @@ def assert_same(row, prediction, tasks=tuple(tiny_export.TASKS)):
             assert float(row[f"{task}_{key}"]) == pytest.approx(value[key], abs=1e-6)
 
 
+@pytest.mark.large  # Starts a gRPC server process.
 def test_same_answers_as_the_grpc_path(exported, images, predictor, tmp_path):
     base = str(tmp_path / "served")
     shutil.copytree(exported.version_dir, os.path.join(base, exported.model_name, "1"))
@@ -123,6 +124,7 @@ def test_same_answers_as_the_grpc_path(exported, images, predictor, tmp_path):
                 )
 
 
+@pytest.mark.large  # 500 rows end to end.
 def test_two_bad_rows_in_500(exported, images, predictor, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(exported.images["jpeg"][:400])
     names = ["jpeg", "png", "gif"]
@@ -304,6 +306,7 @@ def _wrong_folder_manifest(tmp_path):
     return manifest
 
 
+@pytest.mark.large  # The command in a fresh process.
 def test_a_run_whose_every_row_fails_exits_1_in_one_line(
     exported, tmp_path, capsys
 ):
@@ -387,7 +390,7 @@ def test_oversized_and_unusual_files_on_every_path(
     predictor, exported, files, tmp_path, capsys, loaded_once
 ):
     from cmaclip_tf.datasets import load_dataset
-    from cmaclip_tf.input_pipeline import make_batches
+    from cmaclip_tf.preprocessing.input_pipeline import make_batches
 
     paths = [files[n] for n in UNUSUAL]
     texts = ["grey wool scarf", "red dress", "striped shirt"]

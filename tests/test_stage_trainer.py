@@ -7,9 +7,9 @@ from micro_model import micro_model_config
 
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.models import create_cma_clip
-from trainers.input_data import RunData
-from trainers.stage_schedule import STAGES
-from trainers.stage_trainer import StageTrainer
+from trainers.training.input_data import RunData
+from trainers.training.stage_schedule import STAGES
+from trainers.training.stage_trainer import StageTrainer
 
 BATCH = 16
 MODEL = micro_model_config()  # Mechanics, not accuracy: one layer is enough.
@@ -51,7 +51,9 @@ TRAINED_GROUPS = {
 }
 
 
-@pytest.mark.parametrize("stage", sorted(TRAINED_GROUPS))
+@pytest.mark.parametrize("stage", [
+    pytest.param(stage, marks=[pytest.mark.large] if stage == "tuning" else [])
+    for stage in sorted(TRAINED_GROUPS)])
 def test_a_stage_trains_its_groups_and_leaves_the_rest_bit_identical(synthetic, stage):
     model, data, trainer, strategy = _setup(synthetic, stage)
     groups = model.module_groups()
@@ -77,6 +79,7 @@ def test_end2end_trains_clip_too(synthetic):
     assert sum(_changed(before, clip)) > len(clip) // 2
 
 
+@pytest.mark.large  # Two stages run twice; FeatureCache itself: test_feature_cache.py.
 @pytest.mark.parametrize("stage", ["warmup", "tuning"])
 def test_cached_features_train_exactly_like_the_uncached_path(
     synthetic, stage, tmp_path
@@ -115,7 +118,7 @@ def test_unlabelled_examples_add_no_gradient(synthetic):
 
 
 def test_score_thresholds_on_a_hand_made_case():
-    from trainers.evaluation import score_thresholds
+    from trainers.training.evaluation import score_thresholds
 
     # Top-1 scores 0.9 (right), 0.8 (right), 0.7 (wrong), 0.6 (right); one
     # unlabelled row that must not count.
@@ -188,6 +191,7 @@ def _adam_first_step(weight, gradient, learning_rate, epsilon, beta_2=0.999):
     return weight - learning_rate * root * gradient / (root * np.abs(gradient) + epsilon)
 
 
+@pytest.mark.large  # Two batches, whole and in micro-batches, per case.
 @pytest.mark.parametrize("batch,parts", [(16, 4), (7, 3)])
 def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batch, parts):
     # 2 steps of 16 examples, as 4 micro-batches of 4 or at once (or of 7,
@@ -216,6 +220,7 @@ def test_k_micro_batches_update_as_one_batch_of_k_times_the_size(synthetic, batc
         assert accumulated_losses[task] == pytest.approx(whole_losses[task], abs=1e-5)
 
 
+@pytest.mark.large  # A step of every group.
 def test_clipping_scales_all_groups_by_one_global_norm(synthetic):
     model, data, _, _ = _setup(synthetic, "tuning")
     features, labels = _one_batch(data, BATCH)
@@ -237,6 +242,7 @@ def test_clipping_scales_all_groups_by_one_global_norm(synthetic):
         np.testing.assert_allclose(variable.numpy(), expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.large  # A stage of every group; the rule itself: test_fused_adamw.py.
 def test_weight_decay_skips_layer_norm_scales_biases_and_the_attention_vector(synthetic):
     model, data, _, _ = _setup(synthetic, "end2end")
     # No labels: zero gradients, so Adam moves nothing and only decay acts.
@@ -266,8 +272,8 @@ def test_weight_decay_skips_layer_norm_scales_biases_and_the_attention_vector(sy
 
 
 def test_each_group_follows_warmup_then_cosine_at_its_multiplier(synthetic):
-    from trainers.learning_rate_schedule import WarmupSchedule
-    from trainers.stage_schedule import StageSchedule
+    from trainers.training.learning_rate_schedule import WarmupSchedule
+    from trainers.training.stage_schedule import StageSchedule
 
     model, data, _, _ = _setup(synthetic, "tuning")
     features, labels = _one_batch(data, 48)

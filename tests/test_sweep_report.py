@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from trainers.sweep_report import collect_sweep
-from trainers.sweep_report import separation
-from trainers.sweep_report import summarize_sweep
-from trainers.sweep_report import write_sweep_report
+from trainers.suites.sweep_report import collect_sweep
+from trainers.suites.sweep_report import separation
+from trainers.suites.sweep_report import summarize_sweep
+from trainers.suites.sweep_report import write_sweep_report
 
 
 def write_run(root, rate, config, seed, recall, accuracy, image_weight):

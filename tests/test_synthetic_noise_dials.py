@@ -9,10 +9,10 @@ from test_synthetic_products import names_in
 
 from cmaclip_tf.datasets import SyntheticProducts
 from cmaclip_tf.datasets import SyntheticProductsConfig
-from cmaclip_tf.datasets.synthetic_vocabulary import COLORS
-from cmaclip_tf.datasets.synthetic_vocabulary import COMPANION_LINKS
-from cmaclip_tf.datasets.synthetic_vocabulary import TASKS
-from cmaclip_tf.datasets.synthetic_vocabulary import class_names
+from cmaclip_tf.datasets.synthetic.vocabulary import COLORS
+from cmaclip_tf.datasets.synthetic.vocabulary import COMPANION_LINKS
+from cmaclip_tf.datasets.synthetic.vocabulary import TASKS
+from cmaclip_tf.datasets.synthetic.vocabulary import class_names
 
 # Computed with the generator as it was before the noise dials existed
 # (commit 5791ffd): (split, index, title, sha256 of the image, labels).

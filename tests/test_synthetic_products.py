@@ -11,11 +11,11 @@ from PIL import Image
 from cmaclip_tf.datasets import SyntheticProducts
 from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.datasets.synthetic_products import COLOR_WORDS
-from cmaclip_tf.datasets.synthetic_products import COLORS
-from cmaclip_tf.datasets.synthetic_products import PATTERN_WORDS
-from cmaclip_tf.datasets.synthetic_products import STYLE_WORDS
-from cmaclip_tf.datasets.synthetic_products import TASKS
+from cmaclip_tf.datasets.synthetic.products import COLORS
+from cmaclip_tf.datasets.synthetic.products import COLOR_WORDS
+from cmaclip_tf.datasets.synthetic.products import PATTERN_WORDS
+from cmaclip_tf.datasets.synthetic.products import STYLE_WORDS
+from cmaclip_tf.datasets.synthetic.products import TASKS
 
 WORDS = {"color": COLOR_WORDS, "pattern": PATTERN_WORDS, "style": STYLE_WORDS}
 NUM_TITLES = 3000

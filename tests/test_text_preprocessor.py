@@ -400,6 +400,7 @@ def test_saved_model_round_trip(tmp_path, tokenizer, preprocessor):
     )
 
 
+@pytest.mark.large  # Recomputes the tables over the whole of Unicode.
 def test_unicode_tables_match_the_installed_reference():
     assert (
         clip_unicode_tables.compute_reference_tables()

@@ -12,9 +12,9 @@ from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.metrics import retrieval_recall
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.models import load_clip
-from cmaclip_tf.models.clip_loader import TRAINING_FILE
+from cmaclip_tf.models.clip_components import TRAINING_FILE
 from cmaclip_tf.models.clip_loader import resolve_preset
-from trainers.input_data import RunData
+from trainers.training.input_data import RunData
 
 PRESET = "tiny_clip_pretrained"
 
@@ -58,6 +58,7 @@ def test_records_the_command_that_made_it(training):
     assert command[command.index("--clip-preset") + 1] == "tiny_clip"
 
 
+@pytest.mark.large  # Embeds the caption corpus's validation split.
 def test_retrieval_recall_matches_the_record(pretrained, training):
     flags = training["flags"]
     dataset = load_dataset(flags["dataset"], tasks=(), seed=flags["seed"],

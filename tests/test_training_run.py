@@ -79,6 +79,7 @@ def test_stages_chain_and_write_metrics(tmp_path):
         assert tag in tags, tag
 
 
+@pytest.mark.large  # A training run end to end.
 def test_end2end_without_warmup_says_it_starts_from_clip(tmp_path):
     out = _run([*QUICK, "--stage", "end2end", "--epochs", "0",
                 "--workdir", str(tmp_path / "run")])
@@ -200,6 +201,7 @@ def test_float16_dropout_recipe_and_early_stopping_on_two_replicas(tmp_path):
             assert rate == pytest.approx(expected, rel=1e-5), (group, step)
 
 
+@pytest.mark.large  # trainers/run.py in fresh processes.
 def test_a_bad_recipe_value_is_one_line_and_leaves_no_workdir(tmp_path):
     workdir = tmp_path / "run"
     stderr = trainer_error("run", [

@@ -14,9 +14,9 @@ from micro_model import micro_model_path
 
 from cmaclip_tf.datasets import LabelVocabularies
 from trainers import run as run_cli
-from trainers.workdir_state import check_workdir
-from trainers.workdir_state import clear_workdir
-from trainers.workdir_state import write_data_record
+from trainers.training.workdir_state import check_workdir
+from trainers.training.workdir_state import clear_workdir
+from trainers.training.workdir_state import write_data_record
 
 
 def write_user_catalogue(root):
@@ -161,7 +161,7 @@ def test_overwrite_deletes_only_a_run_folder(tmp_path):
 
 
 def test_data_record_hashes_manifest_contents(tmp_path):
-    from trainers.workdir_state import data_record
+    from trainers.training.workdir_state import data_record
 
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,text,color\na.jpg,t,red\n")

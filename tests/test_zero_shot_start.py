@@ -226,7 +226,7 @@ class _Data:
 
 
 def test_start_from_zero_shot_uses_prompts_where_names_are_words():
-    from trainers.zero_shot_initialization import start_from_zero_shot
+    from trainers.training.zero_shot_initialization import start_from_zero_shot
 
     model, clip, _ = create_cma_clip("tiny", {"color": 3, "sku": 2})
     data = _Data(clip, {"color": ["red", "green", "blue"], "sku": ["sku1", "sku2"]},

@@ -64,7 +64,7 @@ def make_tiny_inference_bundle(directory, seed=0):
     """
     import keras
 
-    from cmaclip_tf.inference_bundle import save_inference_bundle
+    from cmaclip_tf.inference.inference_bundle import save_inference_bundle
     from cmaclip_tf.models import create_cma_clip
     from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
     from cmaclip_tf.preprocessing.text_preprocessor import TextPreprocessor
@@ -121,7 +121,7 @@ def tiny_export(root):
     """The shared `TinyExport` (built under `root` on first call)."""
     if "export" in _cache:
         return _cache["export"]
-    from cmaclip_tf.export import export_saved_model
+    from cmaclip_tf.inference.export import export_saved_model
 
     bundle_dir = os.path.join(root, "workdir", "inference")
     model, text_preprocessor, image_preprocessor = make_tiny_inference_bundle(

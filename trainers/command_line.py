@@ -7,9 +7,9 @@ Imports no TensorFlow: `quiet_tensorflow` must run before it is imported.
 import argparse
 import sys
 
-from cmaclip_tf.tensorflow_logs import quiet_tensorflow  # noqa: F401
+from cmaclip_tf.runtime.tensorflow_logs import quiet_tensorflow  # noqa: F401
 
-from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 
 
 def positive_int(text):

@@ -25,7 +25,7 @@ Trains and evaluates every method of the ablation suite with `trainers/run.py`
 
 Seeds run in the outer loop, so an interrupted suite already has whole seeds;
 finished runs are skipped, so re-running the command resumes. After each run,
-`trainers/noise_robustness.py`'s four test conditions are evaluated. Then
+`trainers/suites/noise_robustness.py`'s four test conditions are evaluated. Then
 `WORKDIR/report.md` and `WORKDIR/report.csv` hold, per method, the test
 recall at 90% precision (as Tables 2 and 6) and accuracy (as Tables 3 and 4)
 per task and on average, as mean ± standard deviation over seeds (one seed:
@@ -46,15 +46,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from trainers import command_line  # noqa: E402
-from trainers.experiment_report import write_report  # noqa: E402
-from trainers.experiment_suites import DIALS  # noqa: E402
-from trainers.experiment_suites import DONE_FILE  # noqa: E402
-from trainers.experiment_suites import METHOD_RUNS  # noqa: E402
-from trainers.experiment_suites import SUITE_FILE  # noqa: E402
-from trainers.experiment_suites import SUITES  # noqa: E402
-from trainers.experiment_suites import sweep_config_name  # noqa: E402
-from trainers.experiment_suites import sweep_point_name  # noqa: E402
-from trainers.sweep_report import write_sweep_report  # noqa: E402
+from trainers.suites.experiment_report import write_report  # noqa: E402
+from trainers.suites.experiment_suites import DIALS  # noqa: E402
+from trainers.suites.experiment_suites import DONE_FILE  # noqa: E402
+from trainers.suites.experiment_suites import METHOD_RUNS  # noqa: E402
+from trainers.suites.experiment_suites import SUITES  # noqa: E402
+from trainers.suites.experiment_suites import SUITE_FILE  # noqa: E402
+from trainers.suites.experiment_suites import sweep_config_name  # noqa: E402
+from trainers.suites.experiment_suites import sweep_point_name  # noqa: E402
+from trainers.suites.sweep_report import write_sweep_report  # noqa: E402
 
 
 def build_parser():
@@ -146,8 +146,8 @@ def run_method(args, method, seed, workdir=None, extra=(), noise=True):
     """
     import keras
 
-    from trainers import noise_robustness
     from trainers import run as run_cli
+    from trainers.suites import noise_robustness
 
     workdir = workdir or os.path.join(args.workdir, method, f"seed_{seed}")
     done_path = os.path.join(workdir, DONE_FILE)
@@ -206,9 +206,9 @@ def sweep_rates(args):
 
 def effective_settings(args):
     """What the runs used, defaults filled in from the dataset's recipe."""
-    from trainers.recipe import default_recipe
-    from trainers.recipe import recipe_overrides
-    from trainers.recipe import resolve_recipe
+    from trainers.training.recipe import default_recipe
+    from trainers.training.recipe import recipe_overrides
+    from trainers.training.recipe import resolve_recipe
 
     recipe = resolve_recipe(default_recipe(args.dataset), recipe_overrides(args))
     epochs = {stage: recipe["stages"][stage]["epochs"]
@@ -221,7 +221,7 @@ def effective_settings(args):
     elif examples is not None:
         examples = f"the first {examples} of each split"
     elif args.dataset == "synthetic":
-        from cmaclip_tf.datasets.synthetic_products import DEFAULT_NUM_EXAMPLES
+        from cmaclip_tf.datasets.synthetic.products import DEFAULT_NUM_EXAMPLES
 
         examples = "/".join(str(n) for n in DEFAULT_NUM_EXAMPLES.values())
     return {

@@ -34,13 +34,13 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cmaclip_tf.datasets.synthetic_products import SyntheticProducts  # noqa: E402
-from cmaclip_tf.datasets.synthetic_products import SyntheticProductsConfig  # noqa: E402
+from cmaclip_tf.datasets.synthetic.products import SyntheticProducts  # noqa: E402
+from cmaclip_tf.datasets.synthetic.products import SyntheticProductsConfig  # noqa: E402
 from trainers import command_line  # noqa: E402
 from trainers import experiments  # noqa: E402
-from trainers.experiment_report import aggregate  # noqa: E402
-from trainers.experiment_report import collect_runs  # noqa: E402
-from trainers.experiment_suites import METHOD_LABELS  # noqa: E402
+from trainers.suites.experiment_report import aggregate  # noqa: E402
+from trainers.suites.experiment_report import collect_runs  # noqa: E402
+from trainers.suites.experiment_suites import METHOD_LABELS  # noqa: E402
 
 DEFAULT_METHODS = "zero_shot,clip_linear,no_ma_sa,no_ma,full"
 METRICS = (("recall_at_90_precision", "Recall (%) at 90% precision"),

@@ -92,7 +92,7 @@ def main(argv=None):
     command_line.check_dataset_name(parser, args.dataset)
 
     def run():
-        from trainers.pretraining_run import PretrainingRun
+        from trainers.pretraining.pretraining_run import PretrainingRun
 
         return PretrainingRun(args, argv).run()
 

@@ -17,9 +17,9 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cmaclip_tf.variants import ALL_VARIANTS  # noqa: E402
+from cmaclip_tf.configs.variants import ALL_VARIANTS  # noqa: E402
 from trainers import command_line  # noqa: E402
-from trainers.stage_schedule import STAGE_ORDER  # noqa: E402
+from trainers.training.stage_schedule import STAGE_ORDER  # noqa: E402
 
 
 def build_parser():
@@ -161,7 +161,7 @@ def build_parser():
                           "classification loss in stages where CLIP trains "
                           "(end2end); 0, the paper's recipe, adds nothing.")
     tools = parser.add_argument_group(
-        "fine-tuning tools", "Each sets a recipe field (see trainers/recipe.py); "
+        "fine-tuning tools", "Each sets a recipe field (see trainers/training/recipe.py); "
         "all are off by default.")
     tools.add_argument("--ema-decay", type=command_line.fraction,
                        help="Keep an exponential moving average of the trained "
@@ -219,7 +219,7 @@ def main(argv=None):
     command_line.check_dataset_name(parser, args.dataset)
 
     def run():
-        from trainers.training_run import TrainingRun
+        from trainers.training.training_run import TrainingRun
 
         return TrainingRun(args).run()
 

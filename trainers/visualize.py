@@ -8,7 +8,7 @@ token over the image patches laid on it, and the text with the token marked.
 The map is the sequence-wise attention of layer `--layer` (default the last):
 the token's query against the keys of the image patches, the attention
 probabilities averaged over the layer's heads, restricted to the patch keys
-and renormalized (`cmaclip_tf.attention_map`). Without `--token`, the word
+and renormalized (`cmaclip_tf.inference.attention_map`). Without `--token`, the word
 whose tokens put the most attention on the patches.
 
 The trainer logs a few validation examples' maps to TensorBoard each epoch
@@ -44,11 +44,11 @@ def attention_map_figure(bundle, image_bytes, text, token=None, layer=-1):
     import numpy as np
     import tensorflow as tf
 
-    from cmaclip_tf.attention_map import denormalize_images
-    from cmaclip_tf.attention_map import most_attended_token
-    from cmaclip_tf.attention_map import render_attention_map
-    from cmaclip_tf.attention_map import token_attention_maps
-    from cmaclip_tf.attention_map import word_token_positions
+    from cmaclip_tf.inference.attention_map import denormalize_images
+    from cmaclip_tf.inference.attention_map import most_attended_token
+    from cmaclip_tf.inference.attention_map import render_attention_map
+    from cmaclip_tf.inference.attention_map import token_attention_maps
+    from cmaclip_tf.inference.attention_map import word_token_positions
 
     model = bundle.model
     if getattr(model, "sequence_attention", None) is None:
@@ -83,7 +83,7 @@ def attention_map_figure(bundle, image_bytes, text, token=None, layer=-1):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from cmaclip_tf.inference_bundle import load_inference_bundle
+    from cmaclip_tf.inference.inference_bundle import load_inference_bundle
 
     bundle = load_inference_bundle(os.path.join(args.workdir, "inference"))
     with open(args.image, "rb") as f:

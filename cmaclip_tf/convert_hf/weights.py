@@ -24,7 +24,7 @@ import numpy as np
 from cmaclip_tf.convert_hf.hf_config import clip_architecture
 from cmaclip_tf.convert_hf.hf_config import read_hf_config
 from cmaclip_tf.convert_hf.hf_config import require_file
-from cmaclip_tf.models.clip_loader import build_clip_backbone
+from cmaclip_tf.models.clip_components import build_clip_backbone
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"

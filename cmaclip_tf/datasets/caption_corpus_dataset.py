@@ -7,14 +7,14 @@ benchmark never uses), test is empty, and there are no tasks to classify.
 
 import numpy as np
 
-from cmaclip_tf.datasets.caption_corpus import DEFAULT_NUM_EXAMPLES
-from cmaclip_tf.datasets.caption_corpus import CaptionCorpus
-from cmaclip_tf.datasets.caption_corpus import CaptionCorpusConfig
 from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
 from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
 from cmaclip_tf.datasets.raw_examples import examples_to_columns
 from cmaclip_tf.datasets.raw_examples import indexed_dataset
+from cmaclip_tf.datasets.synthetic.caption_corpus import DEFAULT_NUM_EXAMPLES
+from cmaclip_tf.datasets.synthetic.caption_corpus import CaptionCorpus
+from cmaclip_tf.datasets.synthetic.caption_corpus import CaptionCorpusConfig
 
 
 class CaptionCorpusSource:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cmaclip_tf.input_pipeline import epoch_permutation
+from cmaclip_tf.preprocessing.input_pipeline import epoch_permutation
 
 SPLITS = ("train", "validation", "test")
 

@@ -14,9 +14,9 @@ from cmaclip_tf.datasets.food101 import Food101Dataset
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
 from cmaclip_tf.datasets.manifest import ManifestDataset
 from cmaclip_tf.datasets.split_spec import SplitSpec
-from cmaclip_tf.datasets.synthetic import SyntheticDataset
+from cmaclip_tf.datasets.synthetic_dataset import SyntheticDataset
 from cmaclip_tf.datasets.tfds_source import TFDSDataset
-from cmaclip_tf.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
 
 DATASETS = {
     builder.name: builder

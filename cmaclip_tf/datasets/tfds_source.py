@@ -17,7 +17,7 @@ from cmaclip_tf.datasets.dataset_builder import DatasetBuilder
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
 from cmaclip_tf.datasets.multitask_dataset import SPLITS
 from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
-from cmaclip_tf.input_pipeline import epoch_seed
+from cmaclip_tf.preprocessing.input_pipeline import epoch_seed
 
 SHUFFLE_BUFFER = 1_000
 

@@ -1,7 +1,7 @@
 """CLIP loading, the tiny CLIP preset and the CMA-CLIP model."""
 
-from cmaclip_tf.models.clip_loader import CLIPComponents
-from cmaclip_tf.models.clip_loader import build_clip_backbone
+from cmaclip_tf.models.clip_components import CLIPComponents
+from cmaclip_tf.models.clip_components import build_clip_backbone
 from cmaclip_tf.models.clip_loader import load_clip
 from cmaclip_tf.models.cma_clip import CMACLIP
 from cmaclip_tf.models.cma_clip_factory import create_cma_clip

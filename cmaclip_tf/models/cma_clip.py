@@ -3,26 +3,21 @@
 import keras
 from keras import ops
 
+from cmaclip_tf.configs.variants import POOLED_VARIANTS
+from cmaclip_tf.configs.variants import VARIANTS
 from cmaclip_tf.layers import AverageFusion
 from cmaclip_tf.layers import ConcatenationFusion
 from cmaclip_tf.layers import MLPHead
 from cmaclip_tf.layers import ModalityAttention
 from cmaclip_tf.layers import SequenceWiseAttention
 from cmaclip_tf.layers import end_of_text_embedding
+from cmaclip_tf.layers import l2_normalize
 from cmaclip_tf.layers import use_matmul_projections
-from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
-from cmaclip_tf.models.clip_loader import set_text_layer_norm_epsilon
-from cmaclip_tf.variants import POOLED_VARIANTS
-from cmaclip_tf.variants import VARIANTS
+from cmaclip_tf.models.clip_components import deserialize_clip_backbone
+from cmaclip_tf.models.clip_components import set_text_layer_norm_epsilon
 
 MODULE_GROUPS = ("clip", "fusion", "modality_attention", "heads")
 RAW_INPUTS = ("images", "token_ids", "padding_mask")
-
-
-def l2_normalize(x):
-    """`x / |x|` over the last axis (in float32 under mixed precision)."""
-    norm = ops.sqrt(ops.sum(ops.square(ops.cast(x, "float32")), -1, keepdims=True))
-    return ops.cast(ops.cast(x, "float32") / (norm + 1e-12), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")

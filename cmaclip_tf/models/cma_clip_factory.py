@@ -1,7 +1,7 @@
 """Builds a CMA-CLIP model from a model config name or JSON path."""
 
-from cmaclip_tf.models.clip_loader import CLIPComponents
-from cmaclip_tf.models.clip_loader import build_clip_backbone
+from cmaclip_tf.models.clip_components import CLIPComponents
+from cmaclip_tf.models.clip_components import build_clip_backbone
 from cmaclip_tf.models.clip_loader import load_clip
 from cmaclip_tf.models.cma_clip import CMACLIP
 from cmaclip_tf.models.model_config import get_model_config

@@ -3,8 +3,8 @@
 import copy
 import os
 
-from cmaclip_tf.named_json import available_names
-from cmaclip_tf.named_json import load_named_json
+from cmaclip_tf.runtime.named_json import available_names
+from cmaclip_tf.runtime.named_json import load_named_json
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
 

@@ -14,9 +14,9 @@ import keras
 import keras_hub
 
 from cmaclip_tf.models import bpe_vocabulary
-from cmaclip_tf.models.clip_loader import CLIPComponents
-from cmaclip_tf.models.clip_loader import build_clip_backbone
-from cmaclip_tf.models.clip_loader import save_clip_preset
+from cmaclip_tf.models.clip_components import CLIPComponents
+from cmaclip_tf.models.clip_components import build_clip_backbone
+from cmaclip_tf.models.clip_components import save_clip_preset
 from cmaclip_tf.models.model_config import get_model_config
 
 TINY_CLIP_PRESET = "tiny_clip"

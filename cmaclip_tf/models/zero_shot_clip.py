@@ -10,13 +10,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from cmaclip_tf.models.clip_loader import deserialize_clip_backbone
+from cmaclip_tf.layers import l2_normalize
+from cmaclip_tf.models.clip_components import deserialize_clip_backbone
 
 DEFAULT_PROMPT = "a photo of a {label}"
-
-
-def _normalize(x):
-    return x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="cmaclip_tf")
@@ -45,7 +42,7 @@ class ZeroShotCLIP(keras.Model):
         self.tasks = {task: len(ids) for task, ids in self.prompt_token_ids.items()}
         self.class_embeddings = {}
         for task, ids in self.prompt_token_ids.items():
-            embeddings = _normalize(clip_backbone.get_text_embeddings(ids))
+            embeddings = l2_normalize(clip_backbone.get_text_embeddings(ids))
             self.class_embeddings[task] = self.add_weight(
                 name=f"{task}_class_embeddings",
                 shape=tuple(embeddings.shape),
@@ -57,7 +54,7 @@ class ZeroShotCLIP(keras.Model):
         self.built = True
 
     def call(self, inputs, training=None):
-        image = _normalize(self.clip_backbone.get_vision_embeddings(inputs["images"]))
+        image = l2_normalize(self.clip_backbone.get_vision_embeddings(inputs["images"]))
         scale = ops.exp(self.clip_backbone.clip_head.logit_scale)
         batch = ops.shape(image)[0]
         outputs = {}

@@ -1,0 +1,1 @@
+"""The models by name: model configs (`<name>.json`) and variants."""

@@ -1,0 +1,2 @@
+"""What the library's processes share, free of TensorFlow: atomic file
+writes, configs as named JSON files, and TensorFlow's console output."""
