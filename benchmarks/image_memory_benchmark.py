@@ -104,7 +104,7 @@ def run_path(path, image, model_dir, workdir):
         import numpy as np
 
         from cmaclip_tf.inference.model_versions import load_highest_version
-        from cmaclip_tf.inference.serving_limits import ServingLimits
+        from cmaclip_tf.limits.serving_limits import ServingLimits
         from serving.model_versions import ServableVersion
         from serving.request_validation import check_images
 

@@ -33,8 +33,8 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
-from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
-from cmaclip_tf.inference.image_headers import oversized_image
+from cmaclip_tf.limits.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.limits.image_headers import oversized_image
 
 LABEL_SUFFIX = "_label"
 SCORE_SUFFIX = "_score"

@@ -21,7 +21,7 @@ if __name__ == "__main__":
 
     quiet_tensorflow(debug_requested())
 
-from cmaclip_tf.inference.serving_limits import ServingLimits  # noqa: E402
+from cmaclip_tf.limits.serving_limits import ServingLimits  # noqa: E402
 
 
 def parse_args(argv):

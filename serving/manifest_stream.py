@@ -18,8 +18,8 @@ from cmaclip_tf.datasets.manifest import IMAGE_COLUMN
 from cmaclip_tf.datasets.manifest import TEXT_COLUMN
 from cmaclip_tf.datasets.manifest import manifest_columns
 from cmaclip_tf.datasets.manifest import manifest_rows
-from cmaclip_tf.inference.image_headers import oversized_image
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.image_headers import oversized_image
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from serving.consumed_rows import row_digest
 

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from cmaclip_tf.inference.model_versions import load_error_line
 from cmaclip_tf.inference.model_versions import version_fingerprint
 from cmaclip_tf.inference.model_versions import version_numbers
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.serving_limits import ServingLimits
 from serving.request_validation import RequestError
 from serving.request_validation import invalid_argument
 from serving.request_validation import validate_inputs

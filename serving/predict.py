@@ -57,7 +57,7 @@ from tqdm import tqdm  # noqa: E402
 
 from cmaclip_tf.inference.model_versions import load_error_line  # noqa: E402
 from cmaclip_tf.inference.predictor import Predictor  # noqa: E402
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS  # noqa: E402
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS  # noqa: E402
 from serving.consumed_rows import ConsumedRows  # noqa: E402
 from serving.consumed_rows import InputChangedError  # noqa: E402
 from serving.manifest_stream import Manifest  # noqa: E402

@@ -13,8 +13,8 @@ import logging
 import grpc
 import tensorflow as tf
 
-from cmaclip_tf.inference.image_headers import image_pixels
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.image_headers import image_pixels
+from cmaclip_tf.limits.serving_limits import ServingLimits
 
 logger = logging.getLogger("serving.server")
 

@@ -9,15 +9,15 @@ with TensorFlow Serving").
 
 Like `tensorflow_model_server`, it loads the SavedModel with TensorFlow and
 TensorFlow Text only (of this project it reads nothing but the limits'
-definition, `cmaclip_tf.inference.serving_limits`, the header reader
-`cmaclip_tf.inference.image_headers` and the version picking of
+definition, `cmaclip_tf.limits.serving_limits`, the header reader
+`cmaclip_tf.limits.image_headers` and the version picking of
 `cmaclip_tf.inference.model_versions`, and, as a command, the quieting of
 TensorFlow's log lines, `cmaclip_tf.runtime.tensorflow_logs`). The pieces:
 
 - `serving.model_versions`: serves the highest integer version under
   `MODEL_BASE_PATH/MODEL_NAME/`, polls for newer ones and swaps them in
   without a restart, after replaying the version's warm-up requests;
-- `serving.request_validation` (with `cmaclip_tf.inference.image_headers`): caps request
+- `serving.request_validation` (with `cmaclip_tf.limits.image_headers`): caps request
   sizes and maps bad requests to `INVALID_ARGUMENT`;
 - `serving.prediction_service`, `serving.model_service`: the servicers;
 - this module: the gRPC server and the command line; on SIGTERM it stops
@@ -51,7 +51,7 @@ import grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
-from cmaclip_tf.inference.serving_limits import ServingLimits  # noqa: E402
+from cmaclip_tf.limits.serving_limits import ServingLimits  # noqa: E402
 from serving.model_service import ModelService  # noqa: E402
 from serving.model_versions import ModelVersions  # noqa: E402
 from serving.prediction_service import PredictionService  # noqa: E402

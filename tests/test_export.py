@@ -15,7 +15,7 @@ import tiny_export
 from cmaclip_tf.inference import export
 from cmaclip_tf.inference.inference_bundle import check_label_vocabularies
 from cmaclip_tf.inference.inference_bundle import load_inference_bundle
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.serving_limits import ServingLimits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -25,11 +25,11 @@ from PIL import Image
 
 import oversized_images
 from cmaclip_tf.datasets import load_dataset
-from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
-from cmaclip_tf.inference.image_headers import image_pixels
-from cmaclip_tf.inference.image_headers import oversized_image
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.limits.image_headers import image_pixels
+from cmaclip_tf.limits.image_headers import oversized_image
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import ServingLimits
 from cmaclip_tf.preprocessing import ImagePreprocessor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

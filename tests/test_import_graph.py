@@ -135,3 +135,26 @@ def test_library_never_imports_programs(outside):
         for imported in imports if imported.split(".")[0] == outside
     )
     assert not offenders, offenders
+
+
+def package_graph(depth=2):
+    """{package: packages it imports}, modules grouped by their first
+    `depth` name parts (`trainers.training`, `cmaclip_tf.models`, ...)."""
+    def package(module):
+        return ".".join(module.split(".")[:depth])
+
+    graph = {}
+    for module, imports in import_graph().items():
+        graph.setdefault(package(module), set()).update(
+            package(m) for m in imports if package(m) != package(module))
+    for imports in list(graph.values()):
+        for imported in imports:
+            graph.setdefault(imported, set())
+    return graph
+
+
+def test_no_cycles_between_packages():
+    # E.g. trainers.pretraining builds on trainers.training, never the
+    # reverse: the fine-tuned CLIP baseline is handed in by trainers/run.py.
+    cycle = find_cycle(package_graph())
+    assert cycle is None, "package cycle: " + " -> ".join(cycle)

@@ -18,9 +18,9 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import tiny_export
-from cmaclip_tf.inference.image_headers import gif_frame_count
-from cmaclip_tf.inference.image_headers import image_format_and_size
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.image_headers import gif_frame_count
+from cmaclip_tf.limits.image_headers import image_format_and_size
+from cmaclip_tf.limits.serving_limits import ServingLimits
 from oversized_images import many_frame_gif
 from serving import client
 from serving.prediction_service import readable_tf_error

@@ -9,7 +9,7 @@ import sys
 
 from cmaclip_tf.runtime.tensorflow_logs import quiet_tensorflow  # noqa: F401
 
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 
 
 def positive_int(text):

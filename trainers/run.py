@@ -219,9 +219,10 @@ def main(argv=None):
     command_line.check_dataset_name(parser, args.dataset)
 
     def run():
+        from trainers.pretraining.finetuned_clip_run import run_finetuned_clip
         from trainers.training.training_run import TrainingRun
 
-        return TrainingRun(args).run()
+        return TrainingRun(args, finetuned_clip=run_finetuned_clip).run()
 
     return command_line.run_reporting_errors(run, args.debug)
 

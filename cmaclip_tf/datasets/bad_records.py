@@ -15,7 +15,7 @@ records and does not count them again); with `"error"` the first one raises
 import collections
 import threading
 
-from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.limits.image_headers import IMAGE_TOO_LARGE
 
 BAD_RECORD_POLICIES = ("skip", "error")
 

@@ -5,7 +5,7 @@ from cmaclip_tf.datasets.label_vocabulary import LabelVocabularies
 from cmaclip_tf.datasets.label_vocabulary import LabelVocabulary
 from cmaclip_tf.datasets.multitask_dataset import SPLITS
 from cmaclip_tf.datasets.multitask_dataset import MultiTaskDataset
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing.image_validator import ImageValidator
 
 

@@ -16,7 +16,7 @@ from cmaclip_tf.datasets.manifest import ManifestDataset
 from cmaclip_tf.datasets.split_spec import SplitSpec
 from cmaclip_tf.datasets.synthetic_dataset import SyntheticDataset
 from cmaclip_tf.datasets.tfds_source import TFDSDataset
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 
 DATASETS = {
     builder.name: builder

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from cmaclip_tf.inference.inference_bundle import InferenceBundle
 from cmaclip_tf.inference.inference_bundle import load_inference_bundle
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.serving_limits import ServingLimits
 from cmaclip_tf.models.dtype_policy import SERVING_DTYPE_POLICY
 from cmaclip_tf.models.dtype_policy import with_dtype_policy
 from cmaclip_tf.runtime.atomic_files import write_json

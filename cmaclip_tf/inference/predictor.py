@@ -31,13 +31,13 @@ from cmaclip_tf.datasets import bad_records
 from cmaclip_tf.datasets.file_records import text_problem
 from cmaclip_tf.inference.export import CONFIG_ASSET
 from cmaclip_tf.inference.export import SERVING_DEFAULT
-from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.limits.image_headers import IMAGE_TOO_LARGE
 from cmaclip_tf.inference.inference_bundle import MODEL_FILE
 from cmaclip_tf.inference.model_versions import load_highest_version
 from cmaclip_tf.inference.model_versions import skipped_versions_line
 from cmaclip_tf.inference.model_versions import version_numbers
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
-from cmaclip_tf.inference.serving_limits import ServingLimits
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import ServingLimits
 from cmaclip_tf.preprocessing.image_validator import ImageValidator
 
 logger = logging.getLogger("cmaclip_tf.inference.predictor")

@@ -5,7 +5,7 @@ file, and `ignore_errors()` would drop it silently. So readers decode each
 image once in Python with exactly the decoder the training graph and the
 exported model use (`ImagePreprocessor.decode`); what fails is reported as a
 bad record with its file and row, and never reaches the graph. Before that,
-the header's size is held to the pixel limit (`cmaclip_tf.inference.image_headers`),
+the header's size is held to the pixel limit (`cmaclip_tf.limits.image_headers`),
 so a decompression bomb is refused without decoding. Results are cached per
 file (path, size, modification time), so only the first epoch pays.
 """
@@ -17,9 +17,9 @@ import threading
 
 import tensorflow as tf
 
-from cmaclip_tf.inference.image_headers import IMAGE_TOO_LARGE
-from cmaclip_tf.inference.image_headers import oversized_image
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.image_headers import IMAGE_TOO_LARGE
+from cmaclip_tf.limits.image_headers import oversized_image
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.preprocessing.image_preprocessor import ImagePreprocessor
 
 # The reasons of `cmaclip_tf.datasets.bad_records` (which imports this module).

@@ -9,7 +9,7 @@ from cmaclip_tf.datasets import SyntheticProductsConfig
 from cmaclip_tf.datasets import load_dataset
 from cmaclip_tf.datasets.label_noise import with_label_noise
 from cmaclip_tf.inference.inference_bundle import save_inference_bundle
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 from cmaclip_tf.models import get_model_config
 from cmaclip_tf.preprocessing import ImagePreprocessor
 from cmaclip_tf.preprocessing import TextPreprocessor

@@ -17,8 +17,6 @@ from cmaclip_tf.models.lora import parameter_count
 from cmaclip_tf.runtime.atomic_files import atomic_path
 from trainers.command_line import DTYPE_POLICIES
 from trainers.training import distribution
-from trainers.training.baseline_run import run_finetuned_clip
-from trainers.training.baseline_run import run_zero_shot
 from trainers.training.checkpoints import WISE_FT_WEIGHTS_FILE
 from trainers.training.checkpoints import StageCheckpoints
 from trainers.training.checkpoints import stage_best_weights
@@ -53,6 +51,7 @@ from trainers.training.workdir_state import check_workdir
 from trainers.training.workdir_state import clear_workdir
 from trainers.training.workdir_state import data_record
 from trainers.training.workdir_state import write_data_record
+from trainers.training.zero_shot_run import run_zero_shot
 from trainers.training.zero_shot_initialization import start_from_zero_shot
 
 BAD_RECORDS_FILE = "bad_records.csv"
@@ -61,10 +60,20 @@ START_FILE = "start.json"
 
 
 class TrainingRun:
-    """Runs the stages that `args.stage` asks for, resuming where it can."""
+    """Runs the stages that `args.stage` asks for, resuming where it can.
 
-    def __init__(self, args):
+    Args:
+        args: `trainers/run.py`'s parsed flags.
+        finetuned_clip: callable, `run -> {split: metrics}`, that runs
+            `--variant finetuned_clip` (`trainers.pretraining.
+            finetuned_clip_run.run_finetuned_clip`, which `trainers/run.py`
+            passes: the training package does not import the pretraining
+            one, which builds on it).
+    """
+
+    def __init__(self, args, finetuned_clip=None):
         self.args = args
+        self.finetuned_clip = finetuned_clip
         self.workdir = args.workdir
         # A bad recipe or override stops the run before anything is written.
         self.recipe = resolve_recipe(args.recipe or default_recipe(args.dataset),
@@ -205,7 +214,11 @@ class TrainingRun:
         if self.args.variant == "zero_shot":
             results["zero_shot"] = run_zero_shot(self)
         elif self.args.variant == "finetuned_clip":
-            results["zero_shot"] = run_finetuned_clip(self)
+            if self.finetuned_clip is None:
+                raise ValueError("--variant finetuned_clip needs the "
+                                 "pretraining program; run it with "
+                                 "trainers/run.py.")
+            results["zero_shot"] = self.finetuned_clip(self)
         else:
             for stage in self.stages_to_run():
                 results[stage] = self.run_stage(stage)

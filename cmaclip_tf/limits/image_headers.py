@@ -10,7 +10,7 @@ imports nothing heavy, so that servers and pipelines can read it alone.
 
 import struct
 
-from cmaclip_tf.inference.serving_limits import MAX_IMAGE_PIXELS
+from cmaclip_tf.limits.serving_limits import MAX_IMAGE_PIXELS
 
 IMAGE_TOO_LARGE = "image_too_large"
 

@@ -5,7 +5,7 @@ server's request validation (`serving.request_validation`) and the server's
 flags (`python -m serving.server --max-...`) all read their defaults here.
 `MAX_IMAGE_PIXELS` is the one pixel limit of every path that decodes an
 image: training and evaluation input, feature caching, `Predictor`,
-`serving.predict`, the server (`cmaclip_tf.inference.image_headers`
+`serving.predict`, the server (`cmaclip_tf.limits.image_headers`
 reads it from the header, before decoding).
 This module imports nothing, so that the server can read it without loading
 the library's models.
