@@ -12,10 +12,10 @@ DATA = ["--dataset", "synthetic", "--num-examples", "2000", "--quiet",
         "--seed", "3"]
 
 
-def _test_accuracy(workdir, stage):
+def _accuracy(workdir, stage, split="test"):
     with open(os.path.join(workdir, "metrics.json")) as f:
-        test = json.load(f)["stages"][stage]["test"]
-    return {task: m["accuracy"] for task, m in test.items()}
+        metrics = json.load(f)["stages"][stage][split]
+    return {task: m["accuracy"] for task, m in metrics.items()}
 
 
 @pytest.mark.large
@@ -30,8 +30,8 @@ def test_the_untrained_model_is_as_good_as_zero_shot(tmp_path):
                               "--epochs", "0", "--workdir", start])
     for task in ("color", "pattern", "style"):
         assert f"[start] {task}: zero-shot start, λ " in out
-    reference = _test_accuracy(zero_shot, "zero_shot")
-    started = _test_accuracy(start, "warmup")
+    reference = _accuracy(zero_shot, "zero_shot")
+    started = _accuracy(start, "warmup")
     assert reference["color"] > 0.8  # CLIP knows colors; prompts work.
     for task, accuracy in reference.items():
         assert started[task] >= accuracy - 0.01, (task, started, reference)
@@ -39,12 +39,6 @@ def test_the_untrained_model_is_as_good_as_zero_shot(tmp_path):
         recorded = json.load(f)["start"]["warmup"]
     assert {t: r["zero_shot"] for t, r in recorded.items()} == {
         "color": True, "pattern": True, "style": True}
-
-
-def _validation_accuracy(workdir, stage):
-    with open(os.path.join(workdir, "metrics.json")) as f:
-        validation = json.load(f)["stages"][stage]["validation"]
-    return {task: m["accuracy"] for task, m in validation.items()}
 
 
 @pytest.mark.large
@@ -66,7 +60,7 @@ def test_no_task_ends_below_its_start_on_validation(tmp_path):
         start = {t: m["accuracy"] for t, m in record["start_validation"].items()}
         if floor is not None:  # A stage starts from the one before's best.
             assert start == floor, (stage, start, floor)
-        accuracy = _validation_accuracy(trained, stage)
+        accuracy = _accuracy(trained, stage, "validation")
         assert set(accuracy) == {"color", "pattern", "style"}
         for task, value in start.items():
             assert accuracy[task] >= value, (stage, task, accuracy, start)
