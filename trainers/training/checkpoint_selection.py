@@ -55,9 +55,7 @@ class CheckpointSelection:
         self.best_weights = None
         if self.per_task:
             self.task_variables = {t: list(task_variables[t]) for t in self.tasks}
-            # Each task's best score and epoch, and its weights at that epoch.
-            self.task_score = tf.Variable(np.full(n, -1.0), dtype=tf.float64,
-                                          trainable=False, name="task_score")
+            # Each task's best epoch, and its weights at that epoch.
             self.task_epoch = tf.Variable(np.zeros(n, np.int64), trainable=False,
                                           name="task_epoch")
             # Each task's validation metrics at that epoch (JSON).
@@ -73,7 +71,7 @@ class CheckpointSelection:
         """What `StageCheckpoints` saves and restores with the stage."""
         tracked = {"start_accuracy": self.start_accuracy}
         if self.per_task:
-            tracked.update(task_score=self.task_score, task_epoch=self.task_epoch,
+            tracked.update(task_epoch=self.task_epoch,
                            task_metrics=self.task_metrics,
                            best_weights=self.best_weights)
         return tracked
@@ -104,16 +102,16 @@ class CheckpointSelection:
                     f"Epoch {epoch} not kept: its score is higher but "
                     + self._below_text(metrics, below) + "."]
             return True, score, metrics, []
+        kept = self._kept_metrics()
         improved = []
         for i, task in enumerate(self.tasks):
-            task_score = self.score({task: metrics[task]})
-            if task not in below and task_score > float(self.task_score[i]):
+            if (task not in below and self.score({task: metrics[task]})
+                    > self.score({task: kept[task]})):
                 self._keep_task(i, task, metrics, epoch)
                 improved.append(task)
         if not improved:
             return False, score, metrics, []
-        combined = {t: json.loads(m.decode()) for t, m in
-                    zip(self.tasks, self.task_metrics.numpy())}
+        combined = self._kept_metrics()
         epochs = self.task_epoch.numpy()
         return True, self.score(combined), combined, [
             "Each task keeps its best epoch: " + ", ".join(
@@ -145,8 +143,12 @@ class CheckpointSelection:
                 for v, value in zip(variables, current[task]):
                     v.assign(value)
 
+    def _kept_metrics(self):
+        """`{task: validation metrics of its kept epoch}`."""
+        return {t: json.loads(m.decode()) for t, m in
+                zip(self.tasks, self.task_metrics.numpy())}
+
     def _keep_task(self, i, task, metrics, epoch):
-        self.task_score[i].assign(self.score({task: metrics[task]}))
         self.task_epoch[i].assign(epoch)
         self.task_metrics[i].assign(json.dumps(metrics[task], default=_plain))
         for kept, v in zip(self.best_weights[task], self.task_variables[task]):
@@ -157,9 +159,9 @@ class CheckpointSelection:
         return start >= 0 and _accuracy(metrics, task) < start
 
     def _below_text(self, metrics, tasks):
-        return ", ".join(
-            f"{t} accuracy {_accuracy(metrics, t):.4f} < {float(self.start_accuracy[self.tasks.index(t)]):.4f} at the start"
-            for t in tasks)
+        starts = dict(zip(self.tasks, self.start_accuracy.numpy()))
+        return ", ".join(f"{t} accuracy {_accuracy(metrics, t):.4f} < "
+                         f"{starts[t]:.4f} at the start" for t in tasks)
 
 
 def _accuracy(metrics, task):
