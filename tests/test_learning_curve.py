@@ -73,3 +73,31 @@ def test_title_mention_reaches_generated_rows(tmp_path):
     learning_curve.data_args(args, 300, 0)
     assert (args.dataset, args.num_examples) == ("synthetic", 300)
     assert args.run_args.split() == ["--title-mention", "0.0"]
+
+
+def test_report_pairs_full_with_each_method_by_seed(tmp_path):
+    """Differences are taken seed by seed (task averages), and every (seed,
+    task) where full's test accuracy is under zero-shot's is named."""
+    workdir = str(tmp_path)
+    # Task averages (accuracy = recall here): full 0.70, 0.50; linear 0.60, 0.45.
+    for seed, (full, linear, zero_shot) in enumerate([
+            ((0.9, 0.5), (0.8, 0.4), (0.8, 0.6)),
+            ((0.7, 0.3), (0.6, 0.3), (0.6, 0.2))]):
+        for method, (color, style) in (("full", full), ("clip_linear", linear),
+                                       ("zero_shot", zero_shot)):
+            _write_run(workdir, 300, method, seed,
+                       "zero_shot" if method == "zero_shot" else "tuning",
+                       {"color": (color, color), "style": (style, style)})
+    argv = ["--sizes", "300", "--seeds", "2", "--methods",
+            "zero_shot,clip_linear,full", "--workdir", workdir, "--report-only"]
+    assert learning_curve.main(argv) == 0
+    report = open(os.path.join(workdir, "report.md")).read()
+    # Linear: differences 0.10 and 0.05 -> +7.5 ± 3.5; zero-shot: 0.0 and 0.1.
+    assert "| CLIP + linear heads | +7.5 ± 3.5 | +7.5 ± 3.5 |" in report
+    assert "| Zero-shot CLIP | +5.0 ± 7.1 | +5.0 ± 7.1 |" in report
+    assert ("- 300 rows: at or above in 3 of 4 (seed, task) pairs; under: "
+            "seed 0 style 50.0 against 60.0.") in report
+    with open(os.path.join(workdir, "report.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["metric"] == "accuracy_minus"]
+    assert {(r["method"], r["mean"], r["seeds"]) for r in rows} == {
+        ("clip_linear", "0.0750", "2"), ("zero_shot", "0.0500", "2")}

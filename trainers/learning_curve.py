@@ -12,6 +12,9 @@ re-run resumes. Then `WORKDIR/report.md`, `report.csv` and `curve.png` hold
 the test recall at 90% precision and accuracy per method and size (mean and
 sample standard deviation over seeds, averaged over tasks, and per task),
 and the curve of recall against training rows with a ±1 s.d. band.
+The report also sets full CMA-CLIP against each other method seed by seed
+(same seed, same data: the paired difference and its spread) and lists every
+(seed, task) whose test accuracy is under zero-shot CLIP's.
 `--report-only` rewrites the report from the runs on disk.
 
 `--generated-files` reads the data as a user's catalogue is read: each size
@@ -40,12 +43,15 @@ from trainers import command_line  # noqa: E402
 from trainers import experiments  # noqa: E402
 from trainers.suites.experiment_report import aggregate  # noqa: E402
 from trainers.suites.experiment_report import collect_runs  # noqa: E402
+from trainers.suites.experiment_report import mean_std  # noqa: E402
 from trainers.suites.experiment_suites import METHOD_LABELS  # noqa: E402
 
 DEFAULT_METHODS = "zero_shot,clip_linear,no_ma_sa,no_ma,full"
 METRICS = (("recall_at_90_precision", "Recall (%) at 90% precision"),
            ("accuracy", "Accuracy (%)"))
 SUITE_FILE = "learning_curve.json"
+# The method the report sets against every other, seed by seed.
+REFERENCE = "full"
 
 
 def build_parser():
@@ -134,15 +140,110 @@ def main(argv=None):
                         args, method, seed, noise=False,
                         workdir=os.path.join(size_dir(args.workdir, size),
                                              method, f"seed_{seed}"))
-    results = {size: aggregate(collect_runs(size_dir(args.workdir, size), methods),
-                               methods) for size in sizes}
+    runs = {size: collect_runs(size_dir(args.workdir, size), methods)
+            for size in sizes}
+    results = {size: aggregate(runs[size], methods) for size in sizes}
+    for size in sizes:
+        results[size]["paired"] = paired_differences(runs[size], methods)
+        results[size]["under_zero_shot"] = under_zero_shot(runs[size])
     write_report(args.workdir, methods, sizes, results, command)
     print(f"[learning curve] Report: {os.path.join(args.workdir, 'report.md')}")
     return 0
 
 
+def _task_average(test, metric):
+    return sum(m[metric] for m in test.values()) / len(test)
+
+
+def paired_differences(runs, methods, reference=REFERENCE):
+    """`{method: {metric: (mean, std, seeds)}}`: the reference's task-average
+    test score minus the method's, over the seeds both finished.
+
+    Seeds share their data, split and start, so the paired difference's
+    spread is the comparison's own noise, narrower than the two methods'
+    spreads side by side.
+    """
+    ours = runs.get(reference, {})
+    paired = {}
+    for method in methods:
+        theirs = runs.get(method, {})
+        seeds = sorted(set(ours) & set(theirs))
+        if method == reference or not seeds:
+            continue
+        paired[method] = {}
+        for metric, _ in METRICS:
+            mean, std = mean_std([
+                _task_average(ours[s]["test"], metric)
+                - _task_average(theirs[s]["test"], metric) for s in seeds])
+            paired[method][metric] = (mean, std, len(seeds))
+    return paired
+
+
+def under_zero_shot(runs, reference=REFERENCE):
+    """`(pairs, misses)`: the (seed, task) pairs where both the reference and
+    zero-shot CLIP finished, and those where the reference's test accuracy is
+    under zero-shot's, as `(seed, task, ours, zero_shot)`."""
+    ours, zero_shot = runs.get(reference, {}), runs.get("zero_shot", {})
+    pairs, misses = 0, []
+    for seed in sorted(set(ours) & set(zero_shot)):
+        for task, metrics in ours[seed]["test"].items():
+            if task not in zero_shot[seed]["test"]:
+                continue
+            pairs += 1
+            theirs = zero_shot[seed]["test"][task]["accuracy"]
+            if metrics["accuracy"] < theirs:
+                misses.append((seed, task, metrics["accuracy"], theirs))
+    return pairs, misses
+
+
+def _paired_section(methods, sizes, results, rows):
+    """The report's lines comparing the reference with every method."""
+    if not any(results[s].get("paired") for s in sizes):
+        return []
+    label = METHOD_LABELS[REFERENCE]
+    lines = [f"## {label} against each method, paired by seed", "",
+             f"{label}'s task-average test score minus the method's, same "
+             "seed (same data, split and start), in points: mean ± sample "
+             "s.d. over seeds.", ""]
+    header = ["Method"] + [f"{name}, {s:,} rows" for name in ("R@P90", "accuracy")
+                           for s in sizes]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in methods:
+        cells = []
+        for metric, _ in METRICS:
+            for size in sizes:
+                value = results[size].get("paired", {}).get(method, {}).get(metric)
+                if value is None:
+                    cells.append("-")
+                    continue
+                mean, std, seeds = value
+                cells.append(f"{100 * mean:+.1f}"
+                             + (f" ± {100 * std:.1f}" if seeds > 1 else ""))
+                rows.append([f"{metric}_minus", size, method, "average",
+                             f"{mean:.4f}", f"{std:.4f}", seeds])
+        if any(c != "-" for c in cells):
+            lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+    lines.append("")
+    checked = [(s, results[s].get("under_zero_shot", (0, [])))
+               for s in sizes if results[s].get("under_zero_shot", (0, []))[0]]
+    if checked:
+        lines += [f"Per task, {label}'s test accuracy against zero-shot CLIP's "
+                  "(same seed):", ""]
+        for size, (pairs, misses) in checked:
+            line = (f"- {size:,} rows: at or above in {pairs - len(misses)} of "
+                    f"{pairs} (seed, task) pairs")
+            if misses:
+                line += "; under: " + ", ".join(
+                    f"seed {seed} {task} {100 * ours:.1f} against {100 * theirs:.1f}"
+                    for seed, task, ours, theirs in misses)
+            lines.append(line + ".")
+        lines.append("")
+    return lines
+
+
 def write_report(workdir, methods, sizes, results, command):
-    """`report.md`, `report.csv` and `curve.png` from `aggregate` per size."""
+    """`report.md`, `report.csv` and `curve.png` from `aggregate` per size
+    (with `paired` and `under_zero_shot` where the runs gave them)."""
     lines = [
         "# Learning curve", "", "Produced by:", "", "```", command, "```", "",
         f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
@@ -170,6 +271,7 @@ def write_report(workdir, methods, sizes, results, command):
                                      f"{mean:.4f}", f"{std:.4f}", summary["seeds"]])
             lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _paired_section(methods, sizes, results, rows)
     lines += ["## Per task (recall at 90% precision / accuracy, %)", ""]
     for size in sizes:
         tasks = results[size]["tasks"]
