@@ -101,3 +101,22 @@ def test_report_pairs_full_with_each_method_by_seed(tmp_path):
         rows = [r for r in csv.DictReader(f) if r["metric"] == "accuracy_minus"]
     assert {(r["method"], r["mean"], r["seeds"]) for r in rows} == {
         ("clip_linear", "0.0750", "2"), ("zero_shot", "0.0500", "2")}
+
+
+def test_report_names_every_command_that_trained_into_the_workdir(tmp_path):
+    """A second command adding seeds to a workdir keeps the first in the
+    report's "Produced by"; repeating a command does not list it twice."""
+    workdir = str(tmp_path)
+    first = "python trainers/learning_curve.py --sizes 300 --seeds 3"
+    with open(os.path.join(workdir, learning_curve.SUITE_FILE), "w") as f:
+        json.dump({"command": first}, f)  # As older versions wrote it.
+    _write_run(workdir, 300, "full", 0, "tuning", {"color": (0.9, 0.9)})
+    argv = ["--sizes", "300", "--seeds", "0", "--methods", "full",
+            "--workdir", workdir]
+    second = "python trainers/learning_curve.py " + " ".join(argv)
+    for _ in range(2):
+        assert learning_curve.main(argv) == 0
+    with open(os.path.join(workdir, learning_curve.SUITE_FILE)) as f:
+        assert json.load(f)["commands"] == [first, second]
+    report = open(os.path.join(workdir, "report.md")).read()
+    assert f"```\n{first}\n{second}\n```" in report

@@ -124,13 +124,17 @@ def main(argv=None):
     command = "python trainers/learning_curve.py " + " ".join(
         shlex.quote(a) for a in argv)
     suite_path = os.path.join(args.workdir, SUITE_FILE)
-    if args.report_only:
-        if os.path.isfile(suite_path):
-            with open(suite_path) as f:
-                command = json.load(f)["command"]
-    else:
+    commands = []
+    if os.path.isfile(suite_path):
+        with open(suite_path) as f:
+            suite = json.load(f)
+        commands = suite.get("commands") or [suite["command"]]
+    if not args.report_only:
+        # Every command that trained into this workdir, in order: a report
+        # that adds seeds or methods to earlier runs names them all.
+        commands = [c for c in commands if c != command] + [command]
         with open(suite_path, "w") as f:
-            json.dump({"command": command, "methods": list(methods),
+            json.dump({"commands": commands, "methods": list(methods),
                        "sizes": sizes}, f, indent=2)
         for seed in range(args.seeds):
             for size in sizes:
@@ -140,13 +144,14 @@ def main(argv=None):
                         args, method, seed, noise=False,
                         workdir=os.path.join(size_dir(args.workdir, size),
                                              method, f"seed_{seed}"))
+    commands = commands or [command]
     runs = {size: collect_runs(size_dir(args.workdir, size), methods)
             for size in sizes}
     results = {size: aggregate(runs[size], methods) for size in sizes}
     for size in sizes:
         results[size]["paired"] = paired_differences(runs[size], methods)
         results[size]["under_zero_shot"] = under_zero_shot(runs[size])
-    write_report(args.workdir, methods, sizes, results, command)
+    write_report(args.workdir, methods, sizes, results, commands)
     print(f"[learning curve] Report: {os.path.join(args.workdir, 'report.md')}")
     return 0
 
@@ -241,11 +246,11 @@ def _paired_section(methods, sizes, results, rows):
     return lines
 
 
-def write_report(workdir, methods, sizes, results, command):
+def write_report(workdir, methods, sizes, results, commands):
     """`report.md`, `report.csv` and `curve.png` from `aggregate` per size
     (with `paired` and `under_zero_shot` where the runs gave them)."""
     lines = [
-        "# Learning curve", "", "Produced by:", "", "```", command, "```", "",
+        "# Learning curve", "", "Produced by:", "", "```", *commands, "```", "",
         f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
         f"UTC on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs). "
         "Test split; mean ± sample standard deviation over seeds (no spread "
