@@ -203,7 +203,7 @@ def under_zero_shot(runs, reference=REFERENCE):
 
 def _paired_section(methods, sizes, results, rows):
     """The report's lines comparing the reference with every method."""
-    if not any(results[s].get("paired") for s in sizes):
+    if not any(results[s]["paired"] for s in sizes):
         return []
     label = METHOD_LABELS[REFERENCE]
     lines = [f"## {label} against each method, paired by seed", "",
@@ -217,7 +217,7 @@ def _paired_section(methods, sizes, results, rows):
         cells = []
         for metric, _ in METRICS:
             for size in sizes:
-                value = results[size].get("paired", {}).get(method, {}).get(metric)
+                value = results[size]["paired"].get(method, {}).get(metric)
                 if value is None:
                     cells.append("-")
                     continue
@@ -229,8 +229,8 @@ def _paired_section(methods, sizes, results, rows):
         if any(c != "-" for c in cells):
             lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
     lines.append("")
-    checked = [(s, results[s].get("under_zero_shot", (0, [])))
-               for s in sizes if results[s].get("under_zero_shot", (0, []))[0]]
+    checked = [(s, results[s]["under_zero_shot"]) for s in sizes
+               if results[s]["under_zero_shot"][0]]
     if checked:
         lines += [f"Per task, {label}'s test accuracy against zero-shot CLIP's "
                   "(same seed):", ""]
@@ -247,8 +247,9 @@ def _paired_section(methods, sizes, results, rows):
 
 
 def write_report(workdir, methods, sizes, results, commands):
-    """`report.md`, `report.csv` and `curve.png` from `aggregate` per size
-    (with `paired` and `under_zero_shot` where the runs gave them)."""
+    """`report.md`, `report.csv` and `curve.png` from `aggregate` per size,
+    with `paired_differences` and `under_zero_shot` added as `paired` and
+    `under_zero_shot`."""
     lines = [
         "# Learning curve", "", "Produced by:", "", "```", *commands, "```", "",
         f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
